@@ -339,17 +339,35 @@ def forward(WQ, WK, WV, WO, g1, g2, W1, b1, W2, b2, g3, X, A_in, cos_t, sin_t, s
 
 
 @njit(cache=True)
-def _attn_live_bwd(Qr, Kr, Vc, A, Oh, dOh, scale, mask, window, lo, hi, dQ, dK):
+def _attn_live_bwd(Qr, Kr, Vc, A, Oh, dOh, scale, mask, window, lo, hi, dQ, dKb):
     """Softmax part of one head's reverse pass, for all B cotangents at once.
 
-    dS_ij = s A_ij (dO_i . Vc_j - dO_i . O_i) (the softmax VJP; the row sum of A_ij dA_ij is
-    dO_i . O_i because O_i = sum_j A_ij Vc_j), then dQr = dS Kr and dKr = dS^T Qr.
-    Query rows go in blocks of QB, and the B cotangents of a block are stacked into the rows
-    of one matrix, so each step is one large matrix product; a block only meets the keys it
-    can see (the causal triangle is skipped block-wise).
+    With dA_ij = dO_i . Vc_j and r_i = dO_i . O_i (= sum_j A_ij dA_ij, as O_i = sum_j A_ij Vc_j),
+    the softmax VJP is dS_ij = s A_ij (dA_ij - r_i); then dQr_i = sum_j dS_ij Kr_j and
+    dKr_j = sum_i dS_ij Qr_i. Accumulates dQ (n, B, dk) and dKb (B, n, dk) for query rows
+    lo..hi.
+
+    With more cotangents than head dimensions (B > dk, a Jacobian) dQ never forms dS:
+    dQr_i = s (M_i dO_i - r_i (A Kr)_i) with the (dk x dk) matrix M_i = sum_j A_ij Kr_j Vc_j^T,
+    which does not depend on the cotangent, so one product A [Kr (x) Vc | Kr] serves all B
+    cotangents (n^2 dk^2 work instead of n^2 B dk). Otherwise (training: B = 1) dQ = dS Kr.
+    dK needs dS: query rows go in blocks of QB, the B cotangents of a block are the rows of
+    one matrix (dS = dO Vc^T is one product), a block meets only the keys it can see, and
+    dK is kept (B, n, dk) so that each block's contribution lands in contiguous rows.
     """
     n, dk = Qr.shape
     B = dOh.shape[1]
+    R = np.empty((n, B))
+    for i in range(lo, hi + 1):
+        for b in range(B):
+            ri = 0.0
+            for a in range(dk):
+                ri += dOh[i, b, a] * Oh[i, a]
+            R[i, b] = ri
+    via_m = B > dk
+    if via_m:
+        _dq_via_m(Kr, Vc, A, dOh, R, scale, mask, window, lo, hi, dQ)
+    # ---- dK (and dQ when not via_m) through dS, in query blocks
     QB = 32
     for i0 in range(lo, hi + 1, QB):
         i1 = min(hi + 1, i0 + QB)
@@ -358,23 +376,56 @@ def _attn_live_bwd(Qr, Kr, Vc, A, Oh, dOh, scale, mask, window, lo, hi, dQ, dK):
         _, j1 = _key_range(i1 - 1, n, mask, window)
         j1 += 1
         w = j1 - j0
-        dO2 = dOh[i0:i1].reshape((mq * B, dk))
-        dS = np.dot(dO2, Vc[j0:j1].T)  # dA for every (query, cotangent) row
+        dS = np.dot(dOh[i0:i1].reshape((mq * B, dk)), Vc[j0:j1].T)  # dA, rows (query, cotangent)
         for i in range(mq):
             for b in range(B):
-                ri = 0.0
-                for a in range(dk):
-                    ri += dOh[i0 + i, b, a] * Oh[i0 + i, a]
+                rb = R[i0 + i, b]
                 row = i * B + b
                 for j in range(w):
-                    dS[row, j] = scale * A[i0 + i, j0 + j] * (dS[row, j] - ri)
-        dQ[i0:i1] += np.dot(dS, Kr[j0:j1]).reshape((mq, B, dk))
+                    dS[row, j] = scale * A[i0 + i, j0 + j] * (dS[row, j] - rb)
+        if not via_m:
+            dQ[i0:i1] += np.dot(dS, Kr[j0:j1]).reshape((mq, B, dk))
         # dKr_j^(b) = sum_i dS[(i, b), j] Qr_i: contract the query index of all B at once
         G = np.dot(dS.reshape((mq, B * w)).T, Qr[i0:i1]).reshape((B, w, dk))
         for b in range(B):
-            for j in range(w):
+            dKb[b, j0:j1] += G[b]
+    return 0
+
+
+@njit(cache=True)
+def _dq_via_m(Kr, Vc, A, dOh, R, scale, mask, window, lo, hi, dQ):
+    """dQ[i] += s (M_i dO_i - r_i (A Kr)_i) for rows lo..hi (see _attn_live_bwd), with
+    [M_i | (A Kr)_i] = A_i P, P[j] = [Vc_j (x) Kr_j (c-major), Kr_j], in query blocks."""
+    n, dk = Kr.shape
+    B = dOh.shape[1]
+    W = dk * dk + dk
+    _, jtop = _key_range(hi, n, mask, window)
+    jbot, _ = _key_range(lo, n, mask, window)
+    P = np.empty((n, W))
+    for j in range(jbot, jtop + 1):
+        for c in range(dk):
+            for a in range(dk):
+                P[j, c * dk + a] = Vc[j, c] * Kr[j, a]
+        for a in range(dk):
+            P[j, dk * dk + a] = Kr[j, a]
+    acc = np.empty(dk)
+    MB = 128
+    for i0 in range(lo, hi + 1, MB):
+        i1 = min(hi + 1, i0 + MB)
+        j0, _ = _key_range(i0, n, mask, window)
+        _, j1 = _key_range(i1 - 1, n, mask, window)
+        M = np.dot(np.ascontiguousarray(A[i0:i1, j0:j1 + 1]), P[j0:j1 + 1])
+        for i in range(i0, i1):
+            for b in range(B):
+                rb = R[i, b]
                 for a in range(dk):
-                    dK[j0 + j, b, a] += G[b, j, a]
+                    acc[a] = -rb * M[i - i0, dk * dk + a]
+                for c in range(dk):
+                    g = dOh[i, b, c]
+                    for a in range(dk):
+                        acc[a] += M[i - i0, c * dk + a] * g
+                for a in range(dk):
+                    dQ[i, b, a] += scale * acc[a]
     return 0
 
 
@@ -465,6 +516,7 @@ def backward(WQ, WK, WV, WO, g1, g2, W1, b1, W2, b2, g3, cos_t, sin_t, iflags, f
     dVc = np.empty((n, B, dk))
     dQ = np.empty((n, B, dk))
     dK = np.empty((n, B, dk))
+    dKb = np.empty((B, n, dk))  # _attn_live_bwd's key-cotangent layout
     dQKV = np.empty((n, B, 3 * Hd))
     gact = np.empty(f)
     _norm_rows_bwd(dOut, g3, fnorm, xh3, r3, lo, hi, dV, dg3, want_params)
@@ -530,12 +582,16 @@ def backward(WQ, WK, WV, WO, g1, g2, W1, b1, W2, b2, g3, cos_t, sin_t, iflags, f
                     dVc[0, b, a] *= c0
             if live:
                 dQ[klo:khi + 1] = 0.0
-                dK[klo:khi + 1] = 0.0
+                dKb[:, klo:khi + 1] = 0.0
                 vc = Val[l, h].copy()
                 for a in range(dk):
                     vc[0, a] *= c0
                 _attn_live_bwd(Qr[l, h], Kr[l, h], vc, A[l, h], Oh[l, h], dOh, scale, mask,
-                               window, lo, hi, dQ, dK)
+                               window, lo, hi, dQ, dKb)
+                for i in range(klo, khi + 1):
+                    for b in range(B):
+                        for a in range(dk):
+                            dK[i, b, a] = dKb[b, i, a]
                 if pos == 1:
                     _rotate_cot(dQ, cos_t, sin_t, lo, hi)
                     _rotate_cot(dK, cos_t, sin_t, klo, khi)
