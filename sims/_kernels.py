@@ -192,36 +192,42 @@ def _rotate_cot(M, cos_t, sin_t, lo, hi):
 
 @njit(cache=True)
 def _softmax_head(Qr, Kr, slope, iflags, fvals, code, A):
-    """A = masked row softmax of MODEL.md step 4 logits (stable: the row max is subtracted)."""
+    """A = masked row softmax of MODEL.md step 4 logits (stable: the row max is subtracted).
+
+    The dot products Qr Kr^T come from BLAS in query blocks that meet only the keys they
+    can see; the scale, ALiBi and sink terms, the rounding and the softmax are per entry."""
     n, dk = Qr.shape
     pos, mask, window = iflags[2], iflags[3], iflags[4]
     scale, sink = fvals[0], fvals[1]
-    row = np.empty(n)
-    for i in range(n):
-        jlo, jhi = _key_range(i, n, mask, window)
-        mx = -np.inf
-        for j in range(jlo, jhi + 1):
-            s = 0.0
-            for a in range(dk):
-                s += Qr[i, a] * Kr[j, a]
-            s = round_scalar(scale * s, code)
-            if pos == 2:  # alibi
-                s = round_scalar(s - slope * abs(i - j), code)
-            if j == 0 and i > 0 and sink != 0.0:
-                s = round_scalar(s + sink, code)
-            row[j] = s
-            if s > mx:
-                mx = s
-        tot = 0.0
-        for j in range(jlo, jhi + 1):
-            e = round_scalar(math.exp(round_scalar(row[j] - mx, code)), code)
-            row[j] = e
-            tot += e
-        tot = round_scalar(tot, code)
-        for j in range(n):
-            A[i, j] = 0.0
-        for j in range(jlo, jhi + 1):
-            A[i, j] = round_scalar(row[j] / tot, code)
+    QB = 128
+    for i0 in range(0, n, QB):
+        i1 = min(n, i0 + QB)
+        j0, _ = _key_range(i0, n, mask, window)
+        _, j1 = _key_range(i1 - 1, n, mask, window)
+        S = np.dot(Qr[i0:i1], Kr[j0:j1 + 1].T)
+        for i in range(i0, i1):
+            row = S[i - i0]
+            jlo, jhi = _key_range(i, n, mask, window)
+            mx = -np.inf
+            for j in range(jlo, jhi + 1):
+                s = round_scalar(scale * row[j - j0], code)
+                if pos == 2:  # alibi
+                    s = round_scalar(s - slope * abs(i - j), code)
+                if j == 0 and i > 0 and sink != 0.0:
+                    s = round_scalar(s + sink, code)
+                row[j - j0] = s
+                if s > mx:
+                    mx = s
+            tot = 0.0
+            for j in range(jlo, jhi + 1):
+                e = round_scalar(math.exp(round_scalar(row[j - j0] - mx, code)), code)
+                row[j - j0] = e
+                tot += e
+            tot = round_scalar(tot, code)
+            for j in range(n):
+                A[i, j] = 0.0
+            for j in range(jlo, jhi + 1):
+                A[i, j] = round_scalar(row[j - j0] / tot, code)
     return 0
 
 
@@ -260,51 +266,94 @@ def rotate_rows(M, cos_t, sin_t, out):
 
 
 @njit(cache=True)
-def forward(WQ, WK, WV, WO, g1, g2, W1, b1, W2, b2, g3, X, A_in, cos_t, sin_t, slopes,
-            iflags, fvals,
-            hidden, xh1, r1, U1, Qr, Kr, Val, A, Oh, Z, xh2, r2, U2, Hpre, Hact, xh3, r3, out):
+def _qkv_weights(WQ, WK, WV, l):
+    """(d, 3 H dk): the columns [W_Q^(l,h) for h] + [W_K^(l,h)] + [W_V^(l,h)], so that one
+    product gives every head's q, k and v."""
+    H, d, dk = WQ.shape[1], WQ.shape[2], WQ.shape[3]
+    W = np.empty((d, 3 * H * dk))
+    for h in range(H):
+        for c in range(d):
+            for a in range(dk):
+                W[c, h * dk + a] = WQ[l, h, c, a]
+                W[c, (H + h) * dk + a] = WK[l, h, c, a]
+                W[c, (2 * H + h) * dk + a] = WV[l, h, c, a]
+    return W
+
+
+@njit(cache=True)
+def _head_forward(l, h, qkv, A_in, cos_t, sin_t, slopes, iflags, fvals, Qr, Kr, Val, A, Oh):
+    """One head of layer l from the (already rounded) projections qkv (n, 3 H dk): rotated
+    q and k, values, the attention map and the head output A Vc (MODEL.md steps 3-6)."""
+    n = qkv.shape[0]
+    H, dk = Qr.shape[1], Qr.shape[3]
+    pos, attention, code = iflags[2], iflags[5], iflags[9]
+    c0 = fvals[2]
+    q = np.ascontiguousarray(qkv[:, h * dk:(h + 1) * dk])
+    k = np.ascontiguousarray(qkv[:, (H + h) * dk:(H + h + 1) * dk])
+    v = np.ascontiguousarray(qkv[:, (2 * H + h) * dk:(2 * H + h + 1) * dk])
+    if pos == 1:
+        _rotate(q, cos_t, sin_t, 1.0, code, Qr[l, h])
+        _rotate(k, cos_t, sin_t, 1.0, code, Kr[l, h])
+    else:
+        Qr[l, h] = q
+        Kr[l, h] = k
+    Val[l, h] = v
+    if attention == 1:
+        A[l, h] = A_in[l, h]
+    else:
+        _softmax_head(Qr[l, h], Kr[l, h], slopes[h], iflags, fvals, code, A[l, h])
+    for a in range(dk):
+        v[0, a] = round_scalar(c0 * v[0, a], code)  # the sink value scale (MODEL.md step 5)
+    oh = np.dot(A[l, h], v)
+    round_array(oh, code)
+    Oh[l, h] = oh
+    return 0
+
+
+@njit(cache=True)
+def _heads_serial(l, qkv, A_in, cos_t, sin_t, slopes, iflags, fvals, Qr, Kr, Val, A, Oh):
+    for h in range(Qr.shape[1]):
+        _head_forward(l, h, qkv, A_in, cos_t, sin_t, slopes, iflags, fvals, Qr, Kr, Val, A, Oh)
+    return 0
+
+
+@njit(cache=True, parallel=True)
+def _heads_parallel(l, qkv, A_in, cos_t, sin_t, slopes, iflags, fvals, Qr, Kr, Val, A, Oh):
+    for h in prange(Qr.shape[1]):
+        _head_forward(l, h, qkv, A_in, cos_t, sin_t, slopes, iflags, fvals, Qr, Kr, Val, A, Oh)
+    return 0
+
+
+@njit(cache=True)
+def _forward(WQ, WK, WV, WO, g1, g2, W1, b1, W2, b2, g3, X, A_in, cos_t, sin_t, slopes,
+             iflags, fvals, par,
+             hidden, xh1, r1, U1, Qr, Kr, Val, A, Oh, Z, xh2, r2, U2, Hpre, Hact, xh3, r3, out):
     """Forward pass of MODEL.md, saving everything the reverse pass needs.
 
     X is the stack input (sinusoidal table already added and rounded by the caller).
-    A_in (L, H, n, n) is read only with attention="prescribed".
+    A_in (L, H, n, n) is read only with attention="prescribed". With ``par`` the heads of
+    a layer run in parallel (only from a serial caller: no nested parallel regions).
     """
     L, H, d, dk = WQ.shape
     n = X.shape[0]
     f = W1.shape[2]
-    norm, fnorm, pos, attention = iflags[0], iflags[1], iflags[2], iflags[5]
-    residual, mlp, act, code = iflags[6], iflags[7], iflags[8], iflags[9]
-    c0, eps = fvals[2], fvals[4]
+    norm, residual, mlp, act, code = iflags[0], iflags[6], iflags[7], iflags[8], iflags[9]
+    fnorm, eps = iflags[1], fvals[4]
     bs = fvals[3] if residual else 1.0  # MODEL.md steps 7-8: the branch scale multiplies branches only
     hidden[0] = X
+    Ocat = np.empty((n, H * dk))
     for l in range(L):
         V = hidden[l]
         _norm_rows(V, g1[l], norm, eps, code, xh1[l], r1[l], U1[l])
-        O = np.zeros((n, d))
+        qkv = np.dot(U1[l], _qkv_weights(WQ, WK, WV, l))
+        round_array(qkv, code)
+        if par:
+            _heads_parallel(l, qkv, A_in, cos_t, sin_t, slopes, iflags, fvals, Qr, Kr, Val, A, Oh)
+        else:
+            _heads_serial(l, qkv, A_in, cos_t, sin_t, slopes, iflags, fvals, Qr, Kr, Val, A, Oh)
         for h in range(H):
-            q = np.dot(U1[l], WQ[l, h])
-            k = np.dot(U1[l], WK[l, h])
-            v = np.dot(U1[l], WV[l, h])
-            round_array(q, code)
-            round_array(k, code)
-            round_array(v, code)
-            if pos == 1:
-                _rotate(q, cos_t, sin_t, 1.0, code, Qr[l, h])
-                _rotate(k, cos_t, sin_t, 1.0, code, Kr[l, h])
-            else:
-                Qr[l, h] = q
-                Kr[l, h] = k
-            Val[l, h] = v
-            if attention == 1:
-                A[l, h] = A_in[l, h]
-            else:
-                _softmax_head(Qr[l, h], Kr[l, h], slopes[h], iflags, fvals, code, A[l, h])
-            vc = v.copy()
-            for a in range(dk):
-                vc[0, a] = round_scalar(c0 * v[0, a], code)
-            oh = np.dot(A[l, h], vc)
-            round_array(oh, code)
-            Oh[l, h] = oh
-            O += np.dot(oh, WO[l, h])
+            Ocat[:, h * dk:(h + 1) * dk] = Oh[l, h]
+        O = np.dot(Ocat, WO[l].reshape((H * dk, d)))  # sum over heads of oh W_O^(l,h)
         round_array(O, code)
         for i in range(n):
             for a in range(d):
@@ -331,6 +380,26 @@ def forward(WQ, WK, WV, WO, g1, g2, W1, b1, W2, b2, g3, X, A_in, cos_t, sin_t, s
             if not math.isfinite(out[i, a]):
                 return 1  # overflow (possible below float64): the caller reports it
     return 0
+
+
+@njit(cache=True)
+def forward(WQ, WK, WV, WO, g1, g2, W1, b1, W2, b2, g3, X, A_in, cos_t, sin_t, slopes,
+            iflags, fvals,
+            hidden, xh1, r1, U1, Qr, Kr, Val, A, Oh, Z, xh2, r2, U2, Hpre, Hact, xh3, r3, out):
+    """:func:`_forward` with the heads in turn (safe inside a parallel loop)."""
+    return _forward(WQ, WK, WV, WO, g1, g2, W1, b1, W2, b2, g3, X, A_in, cos_t, sin_t, slopes,
+                    iflags, fvals, False, hidden, xh1, r1, U1, Qr, Kr, Val, A, Oh, Z, xh2, r2,
+                    U2, Hpre, Hact, xh3, r3, out)
+
+
+@njit(cache=True)
+def forward_par(WQ, WK, WV, WO, g1, g2, W1, b1, W2, b2, g3, X, A_in, cos_t, sin_t, slopes,
+                iflags, fvals,
+                hidden, xh1, r1, U1, Qr, Kr, Val, A, Oh, Z, xh2, r2, U2, Hpre, Hact, xh3, r3, out):
+    """:func:`_forward` with the heads of each layer in parallel (call from Python only)."""
+    return _forward(WQ, WK, WV, WO, g1, g2, W1, b1, W2, b2, g3, X, A_in, cos_t, sin_t, slopes,
+                    iflags, fvals, True, hidden, xh1, r1, U1, Qr, Kr, Val, A, Oh, Z, xh2, r2,
+                    U2, Hpre, Hact, xh3, r3, out)
 
 
 # ----------------------------------------------------------------------------------------
@@ -675,15 +744,55 @@ def jacobian_many(WQ, WK, WV, WO, g1, g2, W1, b1, W2, b2, g3, X, A_in, cos_t, si
         C = np.zeros((n, d, d))
         for b in range(d):
             C[n - 1, b, b] = 1.0
-        # parameter cotangents are not wanted: tiny placeholders keep one specialisation
-        z4 = np.zeros((1, 1, 1, 1))
-        z2 = np.zeros((1, 1))
-        z3 = np.zeros((1, 1, 1))
-        z1 = np.zeros(1)
-        backward(WQ[s], WK[s], WV[s], WO[s], g1[s], g2[s], W1[s], b1[s], W2[s], b2[s], g3[s],
-                 cos_t, sin_t, iflags, fvals, hidden, xh1, r1, U1, Qr, Kr, Val, A, Oh, Z, xh2,
-                 r2, U2, Hpre, Hact, xh3, r3, C, frozen, False, J[s], z4, z4, z4, z4, z2, z2,
-                 z3, z2, z3, z2, z1)
+        for c in range(n_chunks(d)):  # the chunks of backward_chunks, so the bits agree
+            _backward_chunk(WQ[s], WK[s], WV[s], WO[s], g1[s], g2[s], W1[s], b1[s], W2[s], b2[s],
+                            g3[s], cos_t, sin_t, iflags, fvals, hidden, xh1, r1, U1, Qr, Kr, Val,
+                            A, Oh, Z, xh2, r2, U2, Hpre, Hact, xh3, r3, C, frozen, c, J[s])
+    return 0
+
+
+# Cotangents per reverse pass when a batch of them (a Jacobian) is split into chunks. A fixed
+# size, not the thread count, so that results do not depend on the number of threads.
+CHUNK = 32
+
+
+@njit(cache=True)
+def n_chunks(B):
+    return (B + CHUNK - 1) // CHUNK
+
+
+@njit(cache=True)
+def _backward_chunk(WQ, WK, WV, WO, g1, g2, W1, b1, W2, b2, g3, cos_t, sin_t, iflags, fvals,
+                    hidden, xh1, r1, U1, Qr, Kr, Val, A, Oh, Z, xh2, r2, U2, Hpre, Hact, xh3, r3,
+                    dOut, frozen, c, dX):
+    """dX[:, chunk c] from dOut[:, chunk c] (no parameter cotangents)."""
+    n, B, d = dOut.shape
+    b0 = c * CHUNK
+    b1_ = min(B, b0 + CHUNK)
+    C = np.ascontiguousarray(dOut[:, b0:b1_])
+    out = np.zeros((n, b1_ - b0, d))
+    # parameter cotangents are not wanted: tiny placeholders keep one specialisation
+    z4 = np.zeros((1, 1, 1, 1))
+    z2 = np.zeros((1, 1))
+    z3 = np.zeros((1, 1, 1))
+    z1 = np.zeros(1)
+    backward(WQ, WK, WV, WO, g1, g2, W1, b1, W2, b2, g3, cos_t, sin_t, iflags, fvals, hidden,
+             xh1, r1, U1, Qr, Kr, Val, A, Oh, Z, xh2, r2, U2, Hpre, Hact, xh3, r3, C, frozen,
+             False, out, z4, z4, z4, z4, z2, z2, z3, z2, z3, z2, z1)
+    dX[:, b0:b1_] = out
+    return 0
+
+
+@njit(cache=True, parallel=True)
+def backward_chunks(WQ, WK, WV, WO, g1, g2, W1, b1, W2, b2, g3, cos_t, sin_t, iflags, fvals,
+                    hidden, xh1, r1, U1, Qr, Kr, Val, A, Oh, Z, xh2, r2, U2, Hpre, Hact, xh3, r3,
+                    dOut, frozen, dX):
+    """The reverse pass of :func:`backward` without parameter cotangents, for the B
+    cotangents dOut (n, B, d) in chunks of CHUNK, the chunks in parallel."""
+    for c in prange(n_chunks(dOut.shape[1])):
+        _backward_chunk(WQ, WK, WV, WO, g1, g2, W1, b1, W2, b2, g3, cos_t, sin_t, iflags, fvals,
+                        hidden, xh1, r1, U1, Qr, Kr, Val, A, Oh, Z, xh2, r2, U2, Hpre, Hact, xh3,
+                        r3, dOut, frozen, c, dX)
     return 0
 
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import _kernels
+from ._threads import serial_blas
 from ._validate import checked_cfg, real_array
 from .params import PARAM_NAMES, Params, init_params
 from .positions import alibi_slopes, rope_tables
@@ -86,8 +87,9 @@ def batch_forward(cfg, params, X, attn=None) -> BatchTrace:
     A = np.empty((S, L, H, n, n))
     out = np.empty((S, n, d))
     status = np.zeros(S, dtype=np.int64)
-    _kernels.forward_many(*arrays, V0, A_in, cos_t, sin_t, slopes, iflags, fvals, hidden, A,
-                          out, status)
+    with serial_blas():
+        _kernels.forward_many(*arrays, V0, A_in, cos_t, sin_t, slopes, iflags, fvals, hidden, A,
+                              out, status)
     _check_status(status, cfg)
     return BatchTrace(hidden=hidden, attn=A, output=out)
 
@@ -100,8 +102,9 @@ def batch_last_token_jacobian(cfg, params, X, *, frozen=False, attn=None) -> np.
     S, n, d = V0.shape
     J = np.zeros((S, n, d, d))
     status = np.zeros(S, dtype=np.int64)
-    _kernels.jacobian_many(*arrays, V0, A_in, cos_t, sin_t, slopes, iflags, fvals, bool(frozen),
-                           J, status)
+    with serial_blas():
+        _kernels.jacobian_many(*arrays, V0, A_in, cos_t, sin_t, slopes, iflags, fvals,
+                               bool(frozen), J, status)
     _check_status(status, cfg)
     return J
 
@@ -155,8 +158,9 @@ def batch_forward_saved(cfg, params, X) -> SavedBatch:
     status = np.zeros(S, dtype=np.int64)
     cos_t, sin_t = rope_tables(cfg, n)
     iflags, fvals = cfg.kernel_flags()
-    _kernels.forward_saved_many(*p.arrays(), V0, np.zeros((1, 1, 1, 1)), cos_t, sin_t,
-                                alibi_slopes(H), iflags, fvals, *arrays, out, status)
+    with serial_blas():
+        _kernels.forward_saved_many(*p.arrays(), V0, np.zeros((1, 1, 1, 1)), cos_t, sin_t,
+                                    alibi_slopes(H), iflags, fvals, *arrays, out, status)
     _check_status(status, cfg)
     return SavedBatch(cfg=cfg, params=p, arrays=arrays, output=out)
 
@@ -180,7 +184,8 @@ def batch_backward(saved: SavedBatch, cotangent, *, frozen=False) -> tuple[np.nd
     iflags, fvals = cfg.kernel_flags()
     slots = [np.zeros((S,) + a.shape) for a in saved.params.arrays()]
     dX = np.zeros((S, n, 1, d))
-    _kernels.backward_many(*saved.params.arrays(), cos_t, sin_t, iflags, fvals, *saved.arrays,
-                           np.ascontiguousarray(C[:, :, None, :]), bool(frozen), dX, *slots)
+    with serial_blas():
+        _kernels.backward_many(*saved.params.arrays(), cos_t, sin_t, iflags, fvals, *saved.arrays,
+                               np.ascontiguousarray(C[:, :, None, :]), bool(frozen), dX, *slots)
     grads = Params(**{k: g.sum(axis=0) for k, g in zip(PARAM_NAMES, slots)})
     return dX[:, :, 0, :], grads

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import _kernels
+from ._threads import serial_blas
 from ._validate import checked_cfg, checked_tokens, real_array
 from .params import Params, zeros_like_params
 from .positions import rope_tables
@@ -48,11 +49,16 @@ def _backward(cfg, p, s, cot3, frozen, want_params):
     n = cot3.shape[0]
     cos_t, sin_t = rope_tables(cfg, n)
     iflags, fvals = cfg.kernel_flags()
-    g = zeros_like_params(cfg)
     dX = np.zeros_like(cot3)
+    if not want_params:  # chunks of cotangents in parallel (bits independent of the threads)
+        with serial_blas():
+            _kernels.backward_chunks(*p.arrays(), cos_t, sin_t, iflags, fvals, *s.arrays(), cot3,
+                                     bool(frozen), dX)
+        return dX, None
+    g = zeros_like_params(cfg)
     _kernels.backward(*p.arrays(), cos_t, sin_t, iflags, fvals, *s.arrays(), cot3,
-                      bool(frozen), bool(want_params), dX, *g.arrays())
-    return dX, (g if want_params else None)
+                      bool(frozen), True, dX, *g.arrays())
+    return dX, g
 
 
 def vjp(cfg, params, X, cotangent, *, frozen=False, attn=None, params_grad=True) -> VJP:
