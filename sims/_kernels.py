@@ -136,15 +136,22 @@ def _act(u, kind):
 
 
 @njit(cache=True)
-def _act_grad(u, kind):
+def _act_grad(u, y, kind):
+    """psi'(u) given y = psi(u) from the float64 forward pass (the reverse pass is float64).
+
+    tanh is the costly part, and y already holds it: gelu y = u (1 + t) / 2 gives
+    t = 2 y / u - 1 (absolute error ~1e-16, as |y| <= |u|), tanh y = t gives 1 - y^2;
+    for |u| < 1e-150 (y may be subnormal there) t is recomputed."""
     if kind == 0:
         k = math.sqrt(2.0 / math.pi)
-        t = math.tanh(k * (u + 0.044715 * u * u * u))
+        if abs(u) < 1e-150:
+            t = math.tanh(k * (u + 0.044715 * u * u * u))
+        else:
+            t = 2.0 * y / u - 1.0
         return 0.5 * (1.0 + t) + 0.5 * u * (1.0 - t * t) * k * (1.0 + 3.0 * 0.044715 * u * u)
     if kind == 1:
         return 1.0 if u > 0.0 else 0.0
-    t = math.tanh(u)
-    return 1.0 - t * t
+    return 1.0 - y * y
 
 
 @njit(cache=True)
@@ -436,8 +443,9 @@ def _attn_live_bwd(Qr, Kr, Vc, A, Oh, dOh, scale, mask, window, lo, hi, dQ, dKb)
     via_m = B > dk
     if via_m:
         _dq_via_m(Kr, Vc, A, dOh, R, scale, mask, window, lo, hi, dQ)
-    # ---- dK (and dQ when not via_m) through dS, in query blocks
-    QB = 32
+    # ---- dK (and dQ when not via_m) through dS, in query blocks: 32 queries keep a block's
+    # dS (32 B x keys) in cache for a Jacobian; one cotangent (training) wants larger blocks
+    QB = 32 if B > 8 else 128
     for i0 in range(lo, hi + 1, QB):
         i1 = min(hi + 1, i0 + QB)
         mq = i1 - i0
@@ -599,7 +607,7 @@ def backward(WQ, WK, WV, WO, g1, g2, W1, b1, W2, b2, g3, cos_t, sin_t, iflags, f
             np.dot(dM, W2[l].T, dH)
             for i in range(m):
                 for a in range(f):
-                    gact[a] = _act_grad(Hpre[l, lo + i, a], act)
+                    gact[a] = _act_grad(Hpre[l, lo + i, a], Hact[l, lo + i, a], act)
                 for b in range(B):
                     row = i * B + b
                     for a in range(f):
