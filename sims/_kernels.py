@@ -95,7 +95,12 @@ def _norm_rows(V, g, kind, eps, code, xh, r, U):
     return 0
 
 
-@njit(cache=True)
+# Reverse-pass reductions may be reordered (vectorised): they run in float64 only, where the
+# order changes the last bits, and never see NaN/inf ('nnan'/'ninf' are not assumed).
+_REASSOC = {"reassoc", "contract"}
+
+
+@njit(cache=True, fastmath=_REASSOC)
 def _norm_rows_bwd(dU, g, kind, xh, r, lo, hi, dV, dg, want_dg):
     """dV[lo:hi+1] = (dN/dV)^T dU for rows lo..hi, all B cotangents (layout (n, B, d))."""
     B = dU.shape[1]
@@ -587,7 +592,8 @@ def backward(WQ, WK, WV, WO, g1, g2, W1, b1, W2, b2, g3, cos_t, sin_t, iflags, f
     dV = np.zeros((n, B, d))
     dZ = np.empty((n, B, d))
     dU = np.empty((n, B, d))
-    dHp = np.empty((n * B, f))
+    TB = max(1, 256 // B)  # tokens per MLP block (about 256 rows of B cotangents)
+    dHp = np.empty((TB * B, f))
     dOall = np.empty((n, B, Hd))
     dOh = np.empty((n, B, dk))
     dVc = np.empty((n, B, dk))
@@ -603,24 +609,29 @@ def backward(WQ, WK, WV, WO, g1, g2, W1, b1, W2, b2, g3, cos_t, sin_t, iflags, f
         # ---- MLP block: V' = Z + bs * psi(N2(Z)) ----
         if mlp:
             dM = _rows2d(dV, lo, hi) * bs
-            dH = dHp[:m * B]
-            np.dot(dM, W2[l].T, dH)
-            for i in range(m):
-                for a in range(f):
-                    gact[a] = _act_grad(Hpre[l, lo + i, a], Hact[l, lo + i, a], act)
-                for b in range(B):
-                    row = i * B + b
+            for t0 in range(lo, hi + 1, TB):  # token blocks: dH of a block stays in cache
+                t1 = min(hi + 1, t0 + TB)
+                q0, q1 = (t0 - lo) * B, (t1 - lo) * B
+                dH = dHp[:q1 - q0]
+                np.dot(dM[q0:q1], W2[l].T, dH)
+                for i in range(t0, t1):
                     for a in range(f):
-                        dH[row, a] *= gact[a]
-            np.dot(dH, W1[l].T, _rows2d(dU, lo, hi))
+                        gact[a] = _act_grad(Hpre[l, i, a], Hact[l, i, a], act)
+                    for b in range(B):
+                        row = (i - t0) * B + b
+                        for a in range(f):
+                            dH[row, a] *= gact[a]
+                np.dot(dH, W1[l].T, _rows2d(dU, t0, t1 - 1))
+                if want_params:  # B == 1: the rows of dH are tokens
+                    dW1[l] += np.dot(U2[l, t0:t1].T, dH)
+                    for row in range(q1 - q0):
+                        for a in range(f):
+                            db1[l, a] += dH[row, a]
             if want_params:
                 dW2[l] += np.dot(Hact[l, lo:hi + 1].T, dM)
-                dW1[l] += np.dot(U2[l, lo:hi + 1].T, dH)
                 for i in range(m):
                     for a in range(d):
                         db2[l, a] += dM[i, a]
-                    for a in range(f):
-                        db1[l, a] += dH[i, a]
             _norm_rows_bwd(dU, g2[l], norm, xh2[l], r2[l], lo, hi, dZ, dg2[l], want_params)
             if residual:
                 dZ[lo:hi + 1] += dV[lo:hi + 1]
