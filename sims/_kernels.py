@@ -9,12 +9,16 @@ Conventions (read by sims/stack.py and sims/jacobian.py, the only callers):
   contiguous block that reshapes to a (rows*B, width) matrix for BLAS.
 Kernels fill output arrays and return a status code (0 = ok); they never raise.
 Every jitted function here calls only jitted functions of this file (numba's cache).
+Nothing here is ``parallel=True``: the entry points over many runs (``*_many``) and over
+cotangent chunks (``backward_chunks``) take an index range and release the GIL, and
+sims/_threads.py splits the work over Python threads. One serial compilation serves both
+(a prange kernel would compile every callee again into its parallel region: minutes cold).
 """
 
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 # ----------------------------------------------------------------------------------------
 # Rounding to a narrower floating-point format (round to nearest, ties to even).
@@ -95,12 +99,7 @@ def _norm_rows(V, g, kind, eps, code, xh, r, U):
     return 0
 
 
-# Reverse-pass reductions may be reordered (vectorised): they run in float64 only, where the
-# order changes the last bits, and never see NaN/inf ('nnan'/'ninf' are not assumed).
-_REASSOC = {"reassoc", "contract"}
-
-
-@njit(cache=True, fastmath=_REASSOC)
+@njit(cache=True)
 def _norm_rows_bwd(dU, g, kind, xh, r, lo, hi, dV, dg, want_dg):
     """dV[lo:hi+1] = (dN/dV)^T dU for rows lo..hi, all B cotangents (layout (n, B, d))."""
     B = dU.shape[1]
@@ -322,29 +321,14 @@ def _head_forward(l, h, qkv, A_in, cos_t, sin_t, slopes, iflags, fvals, Qr, Kr, 
     return 0
 
 
-@njit(cache=True)
-def _heads_serial(l, qkv, A_in, cos_t, sin_t, slopes, iflags, fvals, Qr, Kr, Val, A, Oh):
-    for h in range(Qr.shape[1]):
-        _head_forward(l, h, qkv, A_in, cos_t, sin_t, slopes, iflags, fvals, Qr, Kr, Val, A, Oh)
-    return 0
-
-
-@njit(cache=True, parallel=True)
-def _heads_parallel(l, qkv, A_in, cos_t, sin_t, slopes, iflags, fvals, Qr, Kr, Val, A, Oh):
-    for h in prange(Qr.shape[1]):
-        _head_forward(l, h, qkv, A_in, cos_t, sin_t, slopes, iflags, fvals, Qr, Kr, Val, A, Oh)
-    return 0
-
-
-@njit(cache=True)
-def _forward(WQ, WK, WV, WO, g1, g2, W1, b1, W2, b2, g3, X, A_in, cos_t, sin_t, slopes,
-             iflags, fvals, par,
-             hidden, xh1, r1, U1, Qr, Kr, Val, A, Oh, Z, xh2, r2, U2, Hpre, Hact, xh3, r3, out):
+@njit(cache=True, nogil=True)
+def forward(WQ, WK, WV, WO, g1, g2, W1, b1, W2, b2, g3, X, A_in, cos_t, sin_t, slopes,
+            iflags, fvals,
+            hidden, xh1, r1, U1, Qr, Kr, Val, A, Oh, Z, xh2, r2, U2, Hpre, Hact, xh3, r3, out):
     """Forward pass of MODEL.md, saving everything the reverse pass needs.
 
     X is the stack input (sinusoidal table already added and rounded by the caller).
-    A_in (L, H, n, n) is read only with attention="prescribed". With ``par`` the heads of
-    a layer run in parallel (only from a serial caller: no nested parallel regions).
+    A_in (L, H, n, n) is read only with attention="prescribed".
     """
     L, H, d, dk = WQ.shape
     n = X.shape[0]
@@ -359,10 +343,8 @@ def _forward(WQ, WK, WV, WO, g1, g2, W1, b1, W2, b2, g3, X, A_in, cos_t, sin_t, 
         _norm_rows(V, g1[l], norm, eps, code, xh1[l], r1[l], U1[l])
         qkv = np.dot(U1[l], _qkv_weights(WQ, WK, WV, l))
         round_array(qkv, code)
-        if par:
-            _heads_parallel(l, qkv, A_in, cos_t, sin_t, slopes, iflags, fvals, Qr, Kr, Val, A, Oh)
-        else:
-            _heads_serial(l, qkv, A_in, cos_t, sin_t, slopes, iflags, fvals, Qr, Kr, Val, A, Oh)
+        for h in range(H):
+            _head_forward(l, h, qkv, A_in, cos_t, sin_t, slopes, iflags, fvals, Qr, Kr, Val, A, Oh)
         for h in range(H):
             Ocat[:, h * dk:(h + 1) * dk] = Oh[l, h]
         O = np.dot(Ocat, WO[l].reshape((H * dk, d)))  # sum over heads of oh W_O^(l,h)
@@ -392,26 +374,6 @@ def _forward(WQ, WK, WV, WO, g1, g2, W1, b1, W2, b2, g3, X, A_in, cos_t, sin_t, 
             if not math.isfinite(out[i, a]):
                 return 1  # overflow (possible below float64): the caller reports it
     return 0
-
-
-@njit(cache=True)
-def forward(WQ, WK, WV, WO, g1, g2, W1, b1, W2, b2, g3, X, A_in, cos_t, sin_t, slopes,
-            iflags, fvals,
-            hidden, xh1, r1, U1, Qr, Kr, Val, A, Oh, Z, xh2, r2, U2, Hpre, Hact, xh3, r3, out):
-    """:func:`_forward` with the heads in turn (safe inside a parallel loop)."""
-    return _forward(WQ, WK, WV, WO, g1, g2, W1, b1, W2, b2, g3, X, A_in, cos_t, sin_t, slopes,
-                    iflags, fvals, False, hidden, xh1, r1, U1, Qr, Kr, Val, A, Oh, Z, xh2, r2,
-                    U2, Hpre, Hact, xh3, r3, out)
-
-
-@njit(cache=True)
-def forward_par(WQ, WK, WV, WO, g1, g2, W1, b1, W2, b2, g3, X, A_in, cos_t, sin_t, slopes,
-                iflags, fvals,
-                hidden, xh1, r1, U1, Qr, Kr, Val, A, Oh, Z, xh2, r2, U2, Hpre, Hact, xh3, r3, out):
-    """:func:`_forward` with the heads of each layer in parallel (call from Python only)."""
-    return _forward(WQ, WK, WV, WO, g1, g2, W1, b1, W2, b2, g3, X, A_in, cos_t, sin_t, slopes,
-                    iflags, fvals, True, hidden, xh1, r1, U1, Qr, Kr, Val, A, Oh, Z, xh2, r2,
-                    U2, Hpre, Hact, xh3, r3, out)
 
 
 # ----------------------------------------------------------------------------------------
@@ -722,15 +684,14 @@ def _trace_buffers(L, H, n, d, dk, f):
             np.empty(n))
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, nogil=True)
 def forward_many(WQ, WK, WV, WO, g1, g2, W1, b1, W2, b2, g3, X, A_in, cos_t, sin_t, slopes,
-                 iflags, fvals, hidden, attn, out, status):
-    """Independent forward passes s = 0..S-1 (params and inputs stacked on axis 0), in parallel."""
-    S = X.shape[0]
+                 iflags, fvals, hidden, attn, out, status, s0, s1):
+    """Independent forward passes s = s0..s1-1 (params and inputs stacked on axis 0)."""
     L, H, d, dk = WQ.shape[1:]
     n = X.shape[1]
     f = W1.shape[3]
-    for s in prange(S):
+    for s in range(s0, s1):
         xh1, r1, U1, Qr, Kr, Val, Oh, Z, xh2, r2, U2, Hpre, Hact, xh3, r3 = _trace_buffers(
             L, H, n, d, dk, f)
         status[s] = forward(WQ[s], WK[s], WV[s], WO[s], g1[s], g2[s], W1[s], b1[s], W2[s],
@@ -740,15 +701,14 @@ def forward_many(WQ, WK, WV, WO, g1, g2, W1, b1, W2, b2, g3, X, A_in, cos_t, sin
     return 0
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, nogil=True)
 def jacobian_many(WQ, WK, WV, WO, g1, g2, W1, b1, W2, b2, g3, X, A_in, cos_t, sin_t, slopes,
-                  iflags, fvals, frozen, J, status):
-    """Last-token Jacobians of independent runs s = 0..S-1 (stacked on axis 0), in parallel."""
-    S = X.shape[0]
+                  iflags, fvals, frozen, J, status, s0, s1):
+    """Last-token Jacobians of independent runs s = s0..s1-1 (stacked on axis 0)."""
     L, H, d, dk = WQ.shape[1:]
     n = X.shape[1]
     f = W1.shape[3]
-    for s in prange(S):
+    for s in range(s0, s1):
         hidden = np.empty((L + 1, n, d))
         A = np.empty((L, H, n, n))
         out = np.empty((n, d))
@@ -802,26 +762,26 @@ def _backward_chunk(WQ, WK, WV, WO, g1, g2, W1, b1, W2, b2, g3, cos_t, sin_t, if
     return 0
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, nogil=True)
 def backward_chunks(WQ, WK, WV, WO, g1, g2, W1, b1, W2, b2, g3, cos_t, sin_t, iflags, fvals,
                     hidden, xh1, r1, U1, Qr, Kr, Val, A, Oh, Z, xh2, r2, U2, Hpre, Hact, xh3, r3,
-                    dOut, frozen, dX):
-    """The reverse pass of :func:`backward` without parameter cotangents, for the B
-    cotangents dOut (n, B, d) in chunks of CHUNK, the chunks in parallel."""
-    for c in prange(n_chunks(dOut.shape[1])):
+                    dOut, frozen, dX, c0, c1):
+    """The reverse pass of :func:`backward` without parameter cotangents, for the chunks
+    c0..c1-1 (CHUNK cotangents each) of the B cotangents dOut (n, B, d)."""
+    for c in range(c0, c1):
         _backward_chunk(WQ, WK, WV, WO, g1, g2, W1, b1, W2, b2, g3, cos_t, sin_t, iflags, fvals,
                         hidden, xh1, r1, U1, Qr, Kr, Val, A, Oh, Z, xh2, r2, U2, Hpre, Hact, xh3,
                         r3, dOut, frozen, c, dX)
     return 0
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, nogil=True)
 def forward_saved_many(WQ, WK, WV, WO, g1, g2, W1, b1, W2, b2, g3, X, A_in, cos_t, sin_t, slopes,
                        iflags, fvals, hidden, xh1, r1, U1, Qr, Kr, Val, A, Oh, Z, xh2, r2, U2,
-                       Hpre, Hact, xh3, r3, out, status):
-    """Forward passes of S inputs through ONE parameter set, keeping every intermediate
-    (stacked on axis 0) for :func:`backward_many`."""
-    for s in prange(X.shape[0]):
+                       Hpre, Hact, xh3, r3, out, status, s0, s1):
+    """Forward passes of inputs s = s0..s1-1 through ONE parameter set, keeping every
+    intermediate (stacked on axis 0) for :func:`backward_many`."""
+    for s in range(s0, s1):
         status[s] = forward(WQ, WK, WV, WO, g1, g2, W1, b1, W2, b2, g3, X[s], A_in, cos_t, sin_t,
                             slopes, iflags, fvals, hidden[s], xh1[s], r1[s], U1[s], Qr[s], Kr[s],
                             Val[s], A[s], Oh[s], Z[s], xh2[s], r2[s], U2[s], Hpre[s], Hact[s],
@@ -829,13 +789,13 @@ def forward_saved_many(WQ, WK, WV, WO, g1, g2, W1, b1, W2, b2, g3, X, A_in, cos_
     return 0
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, nogil=True)
 def backward_many(WQ, WK, WV, WO, g1, g2, W1, b1, W2, b2, g3, cos_t, sin_t, iflags, fvals,
                   hidden, xh1, r1, U1, Qr, Kr, Val, A, Oh, Z, xh2, r2, U2, Hpre, Hact, xh3, r3,
-                  dOut, frozen, dX, dWQ, dWK, dWV, dWO, dg1, dg2, dW1, db1, dW2, db2, dg3):
-    """Reverse passes of S runs of :func:`forward_saved_many`; run s has one cotangent
-    dOut[s] (n, 1, d) and writes dX[s] and its own parameter-cotangent slot [s]."""
-    for s in prange(dOut.shape[0]):
+                  dOut, frozen, dX, dWQ, dWK, dWV, dWO, dg1, dg2, dW1, db1, dW2, db2, dg3, s0, s1):
+    """Reverse passes of runs s = s0..s1-1 of :func:`forward_saved_many`; run s has one
+    cotangent dOut[s] (n, 1, d) and writes dX[s] and its own parameter-cotangent slot [s]."""
+    for s in range(s0, s1):
         backward(WQ, WK, WV, WO, g1, g2, W1, b1, W2, b2, g3, cos_t, sin_t, iflags, fvals,
                  hidden[s], xh1[s], r1[s], U1[s], Qr[s], Kr[s], Val[s], A[s], Oh[s], Z[s], xh2[s],
                  r2[s], U2[s], Hpre[s], Hact[s], xh3[s], r3[s], dOut[s], frozen, True, dX[s],

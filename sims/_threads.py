@@ -1,19 +1,30 @@
-"""One BLAS thread inside parallel kernels.
+"""Parallel runs of the Numba kernels on Python threads, with one BLAS thread each.
 
-The Numba kernels call BLAS (``np.dot``) from inside ``prange`` loops. OpenBLAS would start
-its own threads in every one of those calls, so on a machine with c cores a parallel kernel
-would run about c * c threads, and the products slow down instead of speeding up. While a
-parallel kernel runs, :func:`serial_blas` caps BLAS at one thread (the parallelism is then
-Numba's, over independent runs or cotangent chunks); with one Numba thread it changes nothing,
-so a serial call keeps BLAS's own threads.
+The kernels' entry points over many independent items (runs, sequences, cotangent chunks)
+take an index range [start, stop) and release the GIL (``nogil=True``), so
+:func:`run_split` can hand contiguous ranges to a pool of threads. Each item is computed the
+same way whichever range it falls in, so results do not depend on the number of threads.
+
+The kernels call BLAS (``np.dot``). OpenBLAS would start its own threads in every call, so c
+kernel threads would run about c * c threads and the products slow down instead of speeding
+up; while the kernel threads run, BLAS is capped at one thread (:func:`serial_blas`).
+
+The number of threads is Numba's (``NUMBA_NUM_THREADS``, ``numba.set_num_threads``), so one
+setting controls all of overmix's parallelism.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+from concurrent.futures import ThreadPoolExecutor
 
 import numba
+
+
+def n_threads() -> int:
+    """Threads overmix runs its kernels on (Numba's setting)."""
+    return max(1, int(numba.get_num_threads()))
 
 
 @functools.lru_cache(maxsize=1)
@@ -26,7 +37,40 @@ def _controller():
 
 
 def serial_blas():
-    """Context manager: BLAS limited to one thread while Numba runs more than one."""
-    if numba.get_num_threads() <= 1:
+    """Context manager: BLAS limited to one thread (a no-op with one kernel thread)."""
+    if n_threads() <= 1:
         return contextlib.nullcontext()
     return _controller().limit(limits=1, user_api="blas")
+
+
+@functools.lru_cache(maxsize=None)
+def _pool(workers: int) -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="overmix")
+
+
+def ranges(total: int, parts: int) -> list[tuple[int, int]]:
+    """``parts`` contiguous, nearly equal ranges covering range(total) (empty ones dropped)."""
+    parts = max(1, min(parts, total))
+    q, r = divmod(total, parts)
+    out, start = [], 0
+    for k in range(parts):
+        stop = start + q + (1 if k < r else 0)
+        out.append((start, stop))
+        start = stop
+    return out
+
+
+def run_split(kernel, total: int, *args) -> None:
+    """Call ``kernel(*args, start, stop)`` on ranges covering range(total), in parallel.
+
+    With one thread (or one item) the kernel runs once in the calling thread, BLAS
+    untouched. A kernel's exception is re-raised here.
+    """
+    parts = min(n_threads(), total)
+    if parts <= 1:
+        kernel(*args, 0, total)
+        return
+    with serial_blas():
+        futures = [_pool(parts).submit(kernel, *args, a, b) for a, b in ranges(total, parts)]
+        for fut in futures:
+            fut.result()

@@ -1,4 +1,4 @@
-"""Many independent runs in one call: seeds or parameter sets, in parallel (numba prange).
+"""Many independent runs in one call: seeds or parameter sets, in parallel (kernel threads).
 
 Each run fills its own output slot, so results do not depend on the thread count and are
 bit-identical to the one-run functions (tested).
@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import _kernels
-from ._threads import serial_blas
+from ._threads import run_split
 from ._validate import checked_cfg, real_array
 from .params import PARAM_NAMES, Params, init_params
 from .positions import alibi_slopes, rope_tables
@@ -87,9 +87,8 @@ def batch_forward(cfg, params, X, attn=None) -> BatchTrace:
     A = np.empty((S, L, H, n, n))
     out = np.empty((S, n, d))
     status = np.zeros(S, dtype=np.int64)
-    with serial_blas():
-        _kernels.forward_many(*arrays, V0, A_in, cos_t, sin_t, slopes, iflags, fvals, hidden, A,
-                              out, status)
+    run_split(_kernels.forward_many, S, *arrays, V0, A_in, cos_t, sin_t, slopes, iflags, fvals,
+              hidden, A, out, status)
     _check_status(status, cfg)
     return BatchTrace(hidden=hidden, attn=A, output=out)
 
@@ -102,9 +101,8 @@ def batch_last_token_jacobian(cfg, params, X, *, frozen=False, attn=None) -> np.
     S, n, d = V0.shape
     J = np.zeros((S, n, d, d))
     status = np.zeros(S, dtype=np.int64)
-    with serial_blas():
-        _kernels.jacobian_many(*arrays, V0, A_in, cos_t, sin_t, slopes, iflags, fvals,
-                               bool(frozen), J, status)
+    run_split(_kernels.jacobian_many, S, *arrays, V0, A_in, cos_t, sin_t, slopes, iflags, fvals,
+              bool(frozen), J, status)
     _check_status(status, cfg)
     return J
 
@@ -158,9 +156,8 @@ def batch_forward_saved(cfg, params, X) -> SavedBatch:
     status = np.zeros(S, dtype=np.int64)
     cos_t, sin_t = rope_tables(cfg, n)
     iflags, fvals = cfg.kernel_flags()
-    with serial_blas():
-        _kernels.forward_saved_many(*p.arrays(), V0, np.zeros((1, 1, 1, 1)), cos_t, sin_t,
-                                    alibi_slopes(H), iflags, fvals, *arrays, out, status)
+    run_split(_kernels.forward_saved_many, S, *p.arrays(), V0, np.zeros((1, 1, 1, 1)), cos_t,
+              sin_t, alibi_slopes(H), iflags, fvals, *arrays, out, status)
     _check_status(status, cfg)
     return SavedBatch(cfg=cfg, params=p, arrays=arrays, output=out)
 
@@ -184,8 +181,7 @@ def batch_backward(saved: SavedBatch, cotangent, *, frozen=False) -> tuple[np.nd
     iflags, fvals = cfg.kernel_flags()
     slots = [np.zeros((S,) + a.shape) for a in saved.params.arrays()]
     dX = np.zeros((S, n, 1, d))
-    with serial_blas():
-        _kernels.backward_many(*saved.params.arrays(), cos_t, sin_t, iflags, fvals, *saved.arrays,
-                               np.ascontiguousarray(C[:, :, None, :]), bool(frozen), dX, *slots)
+    run_split(_kernels.backward_many, S, *saved.params.arrays(), cos_t, sin_t, iflags, fvals,
+              *saved.arrays, np.ascontiguousarray(C[:, :, None, :]), bool(frozen), dX, *slots)
     grads = Params(**{k: g.sum(axis=0) for k, g in zip(PARAM_NAMES, slots)})
     return dX[:, :, 0, :], grads

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import _kernels
-from ._threads import serial_blas
+from ._threads import run_split
 from ._validate import checked_cfg, checked_tokens, real_array
 from .params import Params, zeros_like_params
 from .positions import rope_tables
@@ -51,9 +51,8 @@ def _backward(cfg, p, s, cot3, frozen, want_params):
     iflags, fvals = cfg.kernel_flags()
     dX = np.zeros_like(cot3)
     if not want_params:  # chunks of cotangents in parallel (bits independent of the threads)
-        with serial_blas():
-            _kernels.backward_chunks(*p.arrays(), cos_t, sin_t, iflags, fvals, *s.arrays(), cot3,
-                                     bool(frozen), dX)
+        run_split(_kernels.backward_chunks, int(_kernels.n_chunks(cot3.shape[1])), *p.arrays(),
+                  cos_t, sin_t, iflags, fvals, *s.arrays(), cot3, bool(frozen), dX)
         return dX, None
     g = zeros_like_params(cfg)
     _kernels.backward(*p.arrays(), cos_t, sin_t, iflags, fvals, *s.arrays(), cot3,

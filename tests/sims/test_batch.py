@@ -1,7 +1,7 @@
 """Batched entry points (sims/batch.py) equal the one-run functions bit for bit.
 
 batch_forward / batch_last_token_jacobian / batch_sensitivity run S parameter sets in
-parallel (numba prange), each run in its own slot, so they must reproduce the per-run calls
+parallel (kernel threads), each run in its own slot, so they must reproduce the per-run calls
 exactly (==), whatever the thread count. batch_forward_saved + batch_backward run S input
 sequences through one parameter set: per-sequence results are exact, and the parameter
 cotangent is the sum over sequences of the per-sequence ones (summation order may differ:
