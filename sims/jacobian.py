@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import _kernels
-from ._threads import run_split
+from ._threads import run_split, serial_blas
 from ._validate import checked_cfg, checked_tokens, real_array
 from .params import Params, zeros_like_params
 from .positions import rope_tables
@@ -55,8 +55,9 @@ def _backward(cfg, p, s, cot3, frozen, want_params):
                   cos_t, sin_t, iflags, fvals, *s.arrays(), cot3, bool(frozen), dX)
         return dX, None
     g = zeros_like_params(cfg)
-    _kernels.backward(*p.arrays(), cos_t, sin_t, iflags, fvals, *s.arrays(), cot3,
-                      bool(frozen), True, dX, *g.arrays())
+    with serial_blas():
+        _kernels.backward(*p.arrays(), cos_t, sin_t, iflags, fvals, *s.arrays(), cot3,
+                          bool(frozen), True, dX, *g.arrays())
     return dX, g
 
 

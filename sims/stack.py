@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import _kernels
+from ._threads import serial_blas
 from ._validate import checked_attn, checked_cfg, checked_tokens
 from .config import DTYPES, StackConfig
 from .params import Params
@@ -112,8 +113,9 @@ def run_forward(cfg: StackConfig, params, X, attn=None) -> tuple[Params, _Saved]
         U2=np.zeros((L, n, d)), Hpre=np.zeros((L, n, f)), Hact=np.zeros((L, n, f)),
         xh3=np.empty((n, d)), r3=np.empty(n), out=np.empty((n, d)),
     )
-    status = _kernels.forward(*p.arrays(), stack_input(cfg, X), A_in, cos_t, sin_t,
-                              alibi_slopes(H), iflags, fvals, *s.arrays(), s.out)
+    with serial_blas():
+        status = _kernels.forward(*p.arrays(), stack_input(cfg, X), A_in, cos_t, sin_t,
+                                  alibi_slopes(H), iflags, fvals, *s.arrays(), s.out)
     if status != 0:
         raise FloatingPointError(
             f"forward: the output overflowed to inf/NaN in dtype={cfg.dtype!r} "

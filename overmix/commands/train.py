@@ -13,12 +13,19 @@ def add_arguments(parser):
     parser.add_argument("--quick", action="store_true", help="the small setting (minutes)")
     parser.add_argument("--out", default="train-out", help="output folder (default train-out)")
     parser.add_argument("--seed", type=int, default=0, help="seed (default 0)")
+    parser.add_argument("--seeds", type=int, default=None, metavar="N",
+                        help="train with the N seeds seed, seed+1, ... and average (default: the "
+                             "setting's: 1 with --quick, 3 or 5 in the full settings)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def _summary(name, data):
+    seeds = data.get("seeds", [data["seed"]])
+    over = f" (means over seeds {seeds[0]}..{seeds[-1]})" if len(seeds) > 1 else ""
     lines = [f"{name}: {len(data['steps'])} recorded steps, final loss {data['loss'][-1]:.4g}, "
-             f"final sink metric (eps=0.3) {data['sink_metric'][-1]:.3g}"]
+             f"final sink metric (eps=0.3) {data['sink_metric'][-1]:.3g}{over}"]
+    if data.get("runs") and len(seeds) > 1:
+        lines.append(f"  runs of seed {seeds[0]}:")
     for r in data.get("runs", []):
         fin = r.get("final_sink_metric", r["sink_metric"][-1])
         extra = "".join(f"; {k}: sink {v['sink_metric']:.3g}, loss {v['loss']:.3g}"
@@ -28,13 +35,7 @@ def _summary(name, data):
 
 
 def run(args) -> int:
-    import os
     import sys
-
-    # The Numba kernels call BLAS inside prange loops over sequences: a multithreaded BLAS
-    # there oversubscribes the cores (measured 10x slower steps on a loaded 2-core machine).
-    # Must be set before the kernels first load SciPy's BLAS; a user's own setting wins.
-    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
     from tqdm import tqdm
 
@@ -43,6 +44,9 @@ def run(args) -> int:
 
     if args.seed < 0:
         print(f"--seed must be a non-negative int; got {args.seed}", file=sys.stderr)
+        return 2
+    if args.seeds is not None and args.seeds < 1:
+        print(f"--seeds must be an int >= 1; got {args.seeds}", file=sys.stderr)
         return 2
     bar = None if args.no_progress else tqdm(total=1, desc=f"train {args.experiment}",
                                              unit="step", dynamic_ncols=True)
@@ -55,7 +59,7 @@ def run(args) -> int:
 
     try:
         data = run_experiment(args.experiment, quick=args.quick, seed=args.seed,
-                              out_dir=args.out, progress=progress)
+                              seeds=args.seeds, out_dir=args.out, progress=progress)
     except TrainingDiverged as err:
         print(f"\n{err}", file=sys.stderr)
         return 1
