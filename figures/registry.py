@@ -100,6 +100,32 @@ FIGURES: tuple[FigureSpec, ...] = (
                "Clustering on the sphere: pairwise inner products of tokens vs time under GLPR's "
                "scheme against the ODE for several beta; first- and fourth-order convergence of "
                "the Euler and RK4 schemes", ("B13",)),
+    # trained small language models (overmix.sims.experiments; MODEL.md "A small language model")
+    FigureSpec("fig15_train_sinks",
+               "Sinks emerge in a 2-layer model trained on Bigram-Backcopy: every head's sink "
+               "score over training, the sink metric and loss above the true process (seed mean "
+               "and range), and the "
+               "active head's attention on BOS vs the previous token on trigger and other "
+               "queries (Guo et al.'s active/dormant head)", ("A8",)),
+    FigureSpec("fig16_train_context",
+               "Sink metric and attention on position 0 vs training context length at equal "
+               "tokens per step (BFT's context-length experiment), beside uniform causal attention; the "
+               "metric falls with n, the opposite of BFT, and the weight on position 0 relative to "
+               "uniform attention does not grow", ("A8",)),
+    FigureSpec("fig17_train_depth_heads",
+               "Sink metric and attention on position 0 vs heads per layer for 1-3 layers at "
+               "fixed width: one one-layer head never sinks, but no monotone trend in heads or "
+               "depth (BFT Table 1 and the budget model A9 not reproduced)", ("A9", "A8")),
+    FigureSpec("fig18_train_bos",
+               "BOS fixed at position 0 in training or not (Bigram-Backcopy, packed "
+               "documents), evaluated with and without BOS (BFT Table 2 analogue): trained with "
+               "BOS, the model loses its sink without it; trained without, it forms none",
+               ("A8",)),
+    FigureSpec("fig19_train_interventions",
+               "Adam vs SGD and built-in sinks (sink logit, zero sink value): sink metric as "
+               "trained and with the built-in logit removed, and loss above the true process; "
+               "the optimiser changes nothing, a cheaper or no-op sink is used by more heads",
+               ("A8",)),
 )
 
 

@@ -3,13 +3,25 @@
 Every experiment trains small language models (:mod:`overmix.sims.train`) on synthetic data
 (:mod:`overmix.sims.data`) and returns a dict that :func:`save_experiment` writes as
 ``EXPERIMENT.json`` (scalars and short lists) and ``EXPERIMENT.npz`` (arrays). Each has a
-``quick`` setting (seconds to a couple of minutes on 2 cores) and a full one.
+``quick`` setting (seconds to a couple of minutes on 2 cores) and a full one (a dict in the
+table named after the experiment, e.g. :data:`SINKS`); ``setting=`` overrides any of its
+entries (unknown keys raise ValueError).
 
 The dict always holds ``steps`` (recorded steps), ``loss`` and ``sink_metric`` (one value per
 recorded step; the sink metric is GSM's Sink_eps of THEORY.md A8 with eps = 0.3 and
 T = min(64, n) on a fixed evaluation batch), ``config`` and ``seed``. For experiments with
 several runs (sweeps), ``loss`` and ``sink_metric`` are the means over the runs at each
 recorded step, and ``runs`` lists each run's own curves and final measurements.
+
+Seeds: the setting's ``seeds`` entry (1 in the quick settings, 3 or 5 in the full ones) repeats
+the whole experiment with the seeds ``seed, seed + 1, ..., seed + seeds - 1`` (task,
+evaluation batch, initialisation and data stream all change with the seed). The dict then
+holds ``seeds`` (that list); ``loss``, ``eval_loss``, ``sink_metric`` and the experiment's
+summary quantities (listed in :data:`SEED_AVERAGED`) are means over the seeds, each with a
+``<key>_seeds`` array whose first axis is the seed (so ``data[k] == data[k + "_seeds"].mean(0)``).
+Entries that describe single models (``runs``, per-head curves, attention maps) are the
+first seed's; :data:`SEED_STACKED` entries are also stacked over seeds but not averaged
+(head identities differ between seeds).
 
 Experiments (``EXPERIMENTS``):
 
@@ -52,6 +64,96 @@ SINK_T = 64
 # ------------------------------------------------------------------------------------------
 # helpers
 # ------------------------------------------------------------------------------------------
+def _check_seeds(seeds) -> int:
+    """``seeds`` as an int >= 1 (ValueError naming the argument otherwise)."""
+    if isinstance(seeds, bool) or not isinstance(seeds, (int, np.integer)) or seeds < 1:
+        raise ValueError(f"seeds must be an int >= 1 (the number of training seeds); got {seeds!r}")
+    return int(seeds)
+
+
+def experiment_setting(name: str, *, quick: bool = False, setting: dict | None = None) -> dict:
+    """The setting of experiment ``name``: its quick or full table entry with ``setting``'s
+    entries replacing the table's.
+
+    Sequences become tuples (as in the tables, so JSON lists are accepted), ints stay ints
+    and real-valued entries become floats; a key the table does not have, or a value of the
+    wrong kind, raises ValueError / TypeError naming it. ``seeds`` must be an int >= 1.
+
+    Examples
+    --------
+    >>> experiment_setting("sinks", quick=True, setting={"steps": 10, "seeds": 2})["steps"]
+    10
+    """
+    if name not in _TABLES:
+        raise ValueError(f"name must be one of {sorted(_TABLES)}; got {name!r}")
+    base = _TABLES[name]["quick" if quick else "full"]
+    if setting is None:
+        setting = {}
+    if not isinstance(setting, dict):
+        raise TypeError(f"setting must be a dict of overrides or None; got {type(setting).__name__}")
+    unknown = sorted(set(setting) - set(base))
+    if unknown:
+        raise ValueError(f"setting has key(s) {unknown} that experiment {name!r} does not know; "
+                         f"allowed: {sorted(base)}")
+    c = dict(base)
+    for key, value in setting.items():
+        ref = base[key]
+        if key == "seeds":
+            value = _check_seeds(value)
+        elif isinstance(ref, tuple):
+            if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
+                raise TypeError(f"setting[{key!r}] must be a list or tuple like {list(ref)!r}; "
+                                f"got {value!r}")
+            value = tuple(tuple(v) if isinstance(v, list) else v for v in value)
+            if not value:
+                raise ValueError(f"setting[{key!r}] must not be empty")
+        elif isinstance(ref, int):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+                raise TypeError(f"setting[{key!r}] must be an int; got {value!r}")
+            value = int(value)
+        elif isinstance(ref, float):
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+                raise TypeError(f"setting[{key!r}] must be a real number; got {value!r}")
+            value = float(value)
+        c[key] = value
+    c["seeds"] = _check_seeds(c["seeds"])
+    return c
+
+
+def _jsonable_setting(c: dict) -> dict:
+    """A setting with tuples as lists (for ``config`` in the output)."""
+    return {k: [list(x) if isinstance(x, tuple) else x for x in v] if isinstance(v, tuple) else v
+            for k, v in c.items()}
+
+
+def _over_seeds(one, c: dict, seed: int, progress, steps_per_seed: int, averaged=(),
+                stacked=()) -> dict:
+    """Run ``one(c, seed_k, prog)`` for seed_k = seed .. seed + c["seeds"] - 1 and combine.
+
+    The first seed's dict is the base; ``loss``, ``eval_loss``, ``sink_metric`` and the keys
+    in ``averaged`` become means over the seeds (same type as before: list, array or float)
+    with ``<key>_seeds`` arrays (seed first); keys in ``stacked`` get ``<key>_seeds`` only.
+    """
+    seeds = [seed + k for k in range(c["seeds"])]
+    prog = _Progress(steps_per_seed * len(seeds), progress)
+    results = [one(c, s, prog) for s in seeds]
+    out = dict(results[0])
+    out["seed"], out["seeds"] = seed, seeds
+    steps = results[0]["steps"]
+    if any(r["steps"] != steps for r in results):
+        raise RuntimeError("seeds recorded different steps; cannot average their curves")
+    for key in ("loss", "eval_loss", "sink_metric", *averaged):
+        per = np.array([np.asarray(r[key], dtype=np.float64) for r in results])
+        mean = per.mean(axis=0)
+        first = results[0][key]
+        out[key] = (mean.tolist() if isinstance(first, list)
+                    else mean if isinstance(first, np.ndarray) else float(mean))
+        out[f"{key}_seeds"] = per
+    for key in stacked:
+        out[f"{key}_seeds"] = np.array([np.asarray(r[key]) for r in results])
+    return out
+
+
 def _seed(*keys) -> int:
     """A 32-bit seed derived from integer keys (independent streams for data, eval, init)."""
     return int(np.random.SeedSequence([int(k) for k in keys]).generate_state(1)[0])
@@ -163,6 +265,7 @@ def _mean_curves(runs) -> dict:
         raise RuntimeError("runs recorded different steps; cannot average their curves")
     return {"steps": steps,
             "loss": np.mean([r["loss"] for r in runs], axis=0).tolist(),
+            "eval_loss": np.mean([r["eval_loss"] for r in runs], axis=0).tolist(),
             "sink_metric": np.mean([r["sink_metric"] for r in runs], axis=0).tolist()}
 
 
@@ -170,12 +273,73 @@ def _mean_curves(runs) -> dict:
 # the experiments
 # ------------------------------------------------------------------------------------------
 SINKS = {
-    "quick": dict(n_tokens=16, n_triggers=3, n=32, L=2, d=32, H=2, batch=16, steps=600, lr=1e-2),
-    "full": dict(n_tokens=16, n_triggers=3, n=64, L=2, d=32, H=2, batch=16, steps=1500, lr=1e-2),
+    "quick": dict(n_tokens=16, n_triggers=3, n=32, L=2, d=32, H=2, batch=16, steps=600, lr=1e-2,
+                  seeds=1),
+    "full": dict(n_tokens=16, n_triggers=3, n=64, L=2, d=32, H=2, batch=16, steps=1500, lr=1e-2,
+                 seeds=5),
 }
 
+_HEAD_MASSES = ("bos_mass_trigger", "bos_mass_other", "prev_mass_trigger", "prev_mass_other")
 
-def sink_emergence(*, quick: bool = False, seed: int = 0,
+
+def active_head_summary(stats: dict) -> dict:
+    """Guo et al.'s active/dormant head in a trained model, from :func:`head_statistics`.
+
+    The *active* head is the one whose previous-token weight rises most on trigger queries
+    (largest ``prev_mass_trigger - prev_mass_other``); returns its index ``l * H + h``
+    (``active_head``), its four attention masses (``active/<mass>``), the mean of the
+    same masses over the other heads (``others/<mass>``; NaN with one head), its
+    ``value_ratio`` ||value of position 0|| / mean ||value of j >= 1|| (Guo et al.'s
+    value-state drain when << 1) and ``residual_ratio``, the largest ratio of the hidden
+    norm of position 0 to that of j >= 1 over layers 1..L (their residual-state peak when >> 1).
+    """
+    if not isinstance(stats, dict) or any(q not in stats for q in _HEAD_MASSES):
+        got = sorted(stats) if isinstance(stats, dict) else repr(stats)
+        raise ValueError(f"stats must be head_statistics(..., trigger=...) output with "
+                         f"{list(_HEAD_MASSES)}; got keys {got}")
+    diff = np.asarray(stats["prev_mass_trigger"]) - np.asarray(stats["prev_mass_other"])
+    k = int(np.argmax(diff))
+    others = np.arange(diff.size) != k
+    out = {"active_head": k}
+    for q in _HEAD_MASSES:
+        v = np.asarray(stats[q], dtype=np.float64).ravel()
+        out[f"active/{q}"] = float(v[k])
+        out[f"others/{q}"] = float(v[others].mean()) if others.any() else float("nan")
+    first = np.asarray(stats["value_norm_first"], dtype=np.float64).ravel()[k]
+    rest = np.asarray(stats["value_norm_rest"], dtype=np.float64).ravel()[k]
+    out["active/value_ratio"] = float(first / rest) if rest > 0 else float("nan")
+    res = np.asarray(stats["residual_norm"], dtype=np.float64)
+    out["residual_ratio"] = float(np.max(res[1:, 0] / np.maximum(res[1:, 1], 1e-300)))
+    return out
+
+
+def _sinks_one(c, seed, prog) -> dict:
+    task = bigram_backcopy_task(c["n_tokens"], c["n_triggers"], seed=_seed(seed, 0))
+    n = c["n"]
+    cfg = _lm(task.vocab_size, n, L=c["L"], d=c["d"], H=c["H"])
+    steps = c["steps"]
+    tc = _train_cfg(steps, c["batch"], c["lr"], attn_steps=(0, steps // 8, steps // 2, steps))
+    ev = sample_bigram_backcopy(task, 32, n + 1, seed=_seed(seed, 2))
+    p0 = init_lm(cfg, _seed(seed, 3))
+    params, h = train(cfg, tc, _bb_data(task, c["batch"], n, seed), ev, params=p0,
+                      progress=prog.run(steps))
+    trig = task.is_trigger[ev[:, :-1]]
+    out = {"experiment": "sinks", "seed": seed,
+           "config": {"lm": cfg.to_dict(), "train": tc.to_dict(), "task": _jsonable_setting(c)},
+           **_curves(h),
+           "sink_scores": np.asarray(h.sink_scores), "grad_norm": np.asarray(h.grad_norm),
+           "step_loss": np.asarray(h.step_loss),
+           "attn_steps": np.asarray(h.attn_steps), "attn": np.asarray(h.attn),
+           "triggers": task.triggers, "bayes_loss": _bb_bayes_loss(task, ev)}
+    for tag, pp in (("initial", p0), ("final", params)):
+        stats = head_statistics(cfg, pp, ev[:, :-1], trigger=trig)
+        for k, v in stats.items():
+            out[f"heads_{tag}/{k}"] = v
+    out.update(active_head_summary(stats))  # of the final model
+    return out
+
+
+def sink_emergence(*, quick: bool = False, seed: int = 0, setting: dict | None = None,
                    progress: Callable[[int, int], None] | None = None) -> dict:
     """Sink emergence on Bigram-Backcopy: every head's sink score over training, and the
     active/dormant split, value drain and residual peak of the trained model.
@@ -183,30 +347,16 @@ def sink_emergence(*, quick: bool = False, seed: int = 0,
     The model follows Guo et al.'s BB setup in miniature: learned absolute position table,
     untied unembedding, pre-norm (rms), GELU MLP, Adam. Returns a dict (see module doc) with
     ``sink_scores`` (R, L, H), ``attn`` (A, L, H, n, n) mean maps at a few steps, and
-    ``heads_initial`` / ``heads_final`` (:func:`head_statistics` before and after training).
+    ``heads_initial`` / ``heads_final`` (:func:`head_statistics` before and after training)
+    of the first seed; averaged over seeds: ``bayes_loss`` (loss floor of the true process)
+    and :func:`active_head_summary` of each seed's trained model (``active/*``,
+    ``others/*``, ``residual_ratio``); ``sink_scores_seeds`` (S, R, L, H) and
+    ``active_head_seeds`` stacked.
     """
-    c = SINKS["quick" if quick else "full"]
-    task = bigram_backcopy_task(c["n_tokens"], c["n_triggers"], seed=_seed(seed, 0))
-    n = c["n"]
-    cfg = _lm(task.vocab_size, n, L=c["L"], d=c["d"], H=c["H"])
-    steps = c["steps"]
-    tc = _train_cfg(steps, c["batch"], c["lr"], attn_steps=(0, steps // 8, steps // 2, steps))
-    ev = sample_bigram_backcopy(task, 32, n + 1, seed=_seed(seed, 2))
-    prog = _Progress(steps, progress)
-    p0 = init_lm(cfg, _seed(seed, 3))
-    params, h = train(cfg, tc, _bb_data(task, c["batch"], n, seed), ev, params=p0,
-                      progress=prog.run(steps))
-    trig = task.is_trigger[ev[:, :-1]]
-    out = {"experiment": "sinks", "seed": seed, "quick": quick,
-           "config": {"lm": cfg.to_dict(), "train": tc.to_dict(), "task": dict(c)},
-           **_curves(h),
-           "sink_scores": np.asarray(h.sink_scores), "grad_norm": np.asarray(h.grad_norm),
-           "step_loss": np.asarray(h.step_loss),
-           "attn_steps": np.asarray(h.attn_steps), "attn": np.asarray(h.attn),
-           "triggers": task.triggers, "bayes_loss": _bb_bayes_loss(task, ev)}
-    for tag, pp in (("initial", p0), ("final", params)):
-        for k, v in head_statistics(cfg, pp, ev[:, :-1], trigger=trig).items():
-            out[f"heads_{tag}/{k}"] = v
+    c = experiment_setting("sinks", quick=quick, setting=setting)
+    out = _over_seeds(_sinks_one, c, seed, progress, c["steps"],
+                      averaged=SEED_AVERAGED["sinks"], stacked=SEED_STACKED["sinks"])
+    out["quick"] = quick
     return out
 
 
@@ -222,26 +372,36 @@ def _bb_bayes_loss(task, tokens) -> float:
     return float(-logp.mean())
 
 
+def uniform_attention_baselines(n: int, T: int | None = None) -> tuple[float, float]:
+    """What uniform causal attention (query i spreads 1/(i+1) over tokens 0..i) scores on
+    the two sink measures: GSM's sink score alpha = H_T / T (THEORY.md A8; H_T the harmonic
+    number, T = min(64, n) by default) and the mean attention on position 0 over queries
+    i = 1..n-1, (H_n - 1) / (n - 1).
+
+    Examples
+    --------
+    >>> [round(v, 4) for v in uniform_attention_baselines(2)]
+    [0.75, 0.5]
+    """
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 2:
+        raise ValueError(f"n must be an int >= 2; got {n!r}")
+    T = min(SINK_T, int(n)) if T is None else T
+    if isinstance(T, bool) or not isinstance(T, (int, np.integer)) or not 1 <= T <= n:
+        raise ValueError(f"T must be an int in [1, n={n}]; got {T!r}")
+    alpha = sum(1.0 / (t + 1) for t in range(int(T))) / T
+    bos = sum(1.0 / (i + 1) for i in range(1, int(n))) / (n - 1)
+    return float(alpha), float(bos)
+
+
 CONTEXT = {
-    "quick": dict(ns=(16, 32, 64, 128), tokens=512, steps=300, L=2, d=32, H=2, lr=1e-2),
-    "full": dict(ns=(16, 32, 64, 128, 256, 512), tokens=1024, steps=800, L=2, d=32, H=4, lr=5e-3),
+    "quick": dict(ns=(16, 32, 64, 128), tokens=512, steps=300, L=2, d=32, H=2, lr=1e-2, seeds=1),
+    "full": dict(ns=(16, 32, 64, 128, 256, 512), tokens=1024, steps=800, L=2, d=32, H=4, lr=5e-3,
+                 seeds=3),
 }
 
 
-def context_sweep(*, quick: bool = False, seed: int = 0,
-                  progress: Callable[[int, int], None] | None = None) -> dict:
-    """Final sink metric against the training context length n at equal tokens per step
-    (batch = tokens / n), on Bigram-Backcopy (BFT Fig. 5 analogue), with RoPE (as BFT's
-    models) and no position table, so every n trains the same parameters.
-
-    Besides the sink metric (T = min(64, n), so short contexts average fewer queries), each
-    run reports ``bos_mass`` (mean attention on position 0 over all queries i >= 1) and
-    the uniform-attention baseline of the sink score, H_T / T (H_T the harmonic number),
-    which the metric must beat to mean anything at small n.
-    """
-    c = CONTEXT["quick" if quick else "full"]
+def _context_one(c, seed, prog) -> dict:
     task = bigram_backcopy_task(16, 3, seed=_seed(seed, 0))
-    prog = _Progress(c["steps"] * len(c["ns"]), progress)
     runs = []
     for n in c["ns"]:
         batch = max(1, c["tokens"] // n)
@@ -252,41 +412,56 @@ def context_sweep(*, quick: bool = False, seed: int = 0,
         params, h = train(cfg, tc, _bb_data(task, batch, n, _seed(seed, n)), ev,
                           seed=_seed(seed, 3), progress=prog.run(c["steps"]))
         metric, bos = _final_sink(cfg, params, ev[:, :-1])
-        T = min(SINK_T, n)
+        alpha_u, bos_u = uniform_attention_baselines(n)
         runs.append({"label": f"n={n}", "n": n, "batch": batch, **_curves(h),
                      "final_sink_metric": metric, "bos_mass": bos,
-                     "uniform_sink_score": float(sum(1.0 / (t + 1) for t in range(T)) / T),
+                     "uniform_sink_score": alpha_u, "uniform_bos_mass": bos_u,
+                     "final_loss": h.eval_loss[-1],
                      "final_sink_scores": np.asarray(h.sink_scores[-1]).tolist(),
                      "bayes_loss": _bb_bayes_loss(task, ev)})
-    return {"experiment": "context", "seed": seed, "quick": quick,
-            "config": {"sweep": {k: list(v) if isinstance(v, tuple) else v for k, v in c.items()},
-                       "lm": cfg.to_dict()},
-            **_mean_curves(runs), "runs": runs,
-            "n": np.array(c["ns"]), "final_sink_metric": np.array([r["final_sink_metric"] for r in runs]),
-            "bos_mass": np.array([r["bos_mass"] for r in runs])}
+    col = lambda key: np.array([r[key] for r in runs], dtype=np.float64)  # noqa: E731
+    return {"experiment": "context", "seed": seed,
+            "config": {"sweep": _jsonable_setting(c), "lm": cfg.to_dict()},
+            **_mean_curves(runs),
+            "runs": runs, "n": np.array(c["ns"]),
+            **{k: col(k) for k in ("final_sink_metric", "bos_mass", "final_loss", "bayes_loss",
+                                   "uniform_sink_score", "uniform_bos_mass")}}
+
+
+def context_sweep(*, quick: bool = False, seed: int = 0, setting: dict | None = None,
+                  progress: Callable[[int, int], None] | None = None) -> dict:
+    """Final sink metric against the training context length n at equal tokens per step
+    (batch = tokens / n), on Bigram-Backcopy (BFT Fig. 5 analogue), with RoPE (as BFT's
+    models) and no position table, so every n trains the same parameters.
+
+    Besides the sink metric (T = min(64, n), so short contexts average fewer queries), each
+    run reports ``bos_mass`` (mean attention on position 0 over all queries i >= 1) and
+    what uniform causal attention scores on both (:func:`uniform_attention_baselines`:
+    ``uniform_sink_score`` = H_T / T, which the metric's eps must beat to mean anything at
+    small n, and ``uniform_bos_mass``). Arrays over n (averaged over seeds, with
+    ``<key>_seeds``): ``final_sink_metric``, ``bos_mass``, ``final_loss``, ``bayes_loss``.
+    """
+    c = experiment_setting("context", quick=quick, setting=setting)
+    out = _over_seeds(_context_one, c, seed, progress, c["steps"] * len(c["ns"]),
+                      averaged=SEED_AVERAGED["context"])
+    out["quick"] = quick
+    return out
 
 
 DEPTH_HEADS = {
-    "quick": dict(Ls=(1, 2), Hs=(1, 2, 4), n=32, d=32, batch=16, steps=300, lr=1e-2),
-    "full": dict(Ls=(1, 2, 3), Hs=(1, 2, 4, 8), n=32, d=32, batch=16, steps=600, lr=1e-2),
+    "quick": dict(Ls=(1, 2), Hs=(1, 2, 4), n=32, d=32, batch=16, steps=300, lr=1e-2, seeds=1),
+    "full": dict(Ls=(1, 2, 3), Hs=(1, 2, 4, 8), n=32, d=32, batch=16, steps=600, lr=1e-2,
+                 seeds=3),
 }
 
 
-def depth_heads_sweep(*, quick: bool = False, seed: int = 0,
-                      progress: Callable[[int, int], None] | None = None) -> dict:
-    """Final sink metric for every (L, H) on Bigram-Backcopy at fixed width d (d_head = d/H):
-    the direction of BFT Table 1 (bigger models, more sink heads) and of the budget model A9.
-
-    Returns ``sink_grid`` and ``loss_grid`` (len(Ls), len(Hs)) besides the per-run records.
-    """
-    c = DEPTH_HEADS["quick" if quick else "full"]
+def _depth_heads_one(c, seed, prog) -> dict:
     task = bigram_backcopy_task(16, 3, seed=_seed(seed, 0))
     n = c["n"]
     ev = sample_bigram_backcopy(task, 32, n + 1, seed=_seed(seed, 2))
-    prog = _Progress(c["steps"] * len(c["Ls"]) * len(c["Hs"]), progress)
     runs = []
     grid = np.zeros((len(c["Ls"]), len(c["Hs"])))
-    lgrid = np.zeros_like(grid)
+    lgrid, bgrid = np.zeros_like(grid), np.zeros_like(grid)
     for a, L in enumerate(c["Ls"]):
         for b, H in enumerate(c["Hs"]):
             cfg = _lm(task.vocab_size, n, L=L, d=c["d"], H=H)
@@ -294,41 +469,55 @@ def depth_heads_sweep(*, quick: bool = False, seed: int = 0,
             params, h = train(cfg, tc, _bb_data(task, c["batch"], n, seed), ev,
                               seed=_seed(seed, 3), progress=prog.run(c["steps"]))
             metric, bos = _final_sink(cfg, params, ev[:, :-1])
-            grid[a, b], lgrid[a, b] = metric, h.eval_loss[-1]
+            grid[a, b], lgrid[a, b], bgrid[a, b] = metric, h.eval_loss[-1], bos
             runs.append({"label": f"L={L}, H={H}", "L": L, "H": H, **_curves(h),
                          "final_sink_metric": metric, "bos_mass": bos,
                          "final_sink_scores": np.asarray(h.sink_scores[-1]).tolist()})
-    return {"experiment": "depth_heads", "seed": seed, "quick": quick,
-            "config": {"sweep": {k: list(v) if isinstance(v, tuple) else v for k, v in c.items()}},
-            **_mean_curves(runs), "runs": runs, "Ls": np.array(c["Ls"]), "Hs": np.array(c["Hs"]),
-            "sink_grid": grid, "loss_grid": lgrid, "bayes_loss": _bb_bayes_loss(task, ev)}
+    return {"experiment": "depth_heads", "seed": seed,
+            "config": {"sweep": _jsonable_setting(c)},
+            **_mean_curves(runs),
+            "runs": runs, "Ls": np.array(c["Ls"]), "Hs": np.array(c["Hs"]),
+            "sink_grid": grid, "loss_grid": lgrid, "bos_grid": bgrid,
+            "bayes_loss": _bb_bayes_loss(task, ev)}
+
+
+def depth_heads_sweep(*, quick: bool = False, seed: int = 0, setting: dict | None = None,
+                      progress: Callable[[int, int], None] | None = None) -> dict:
+    """Final sink metric for every (L, H) on Bigram-Backcopy at fixed width d (d_head = d/H):
+    the direction of BFT Table 1 (bigger models, more sink heads) and of the budget model A9.
+
+    Returns ``sink_grid``, ``loss_grid`` and ``bos_grid`` (mean attention on position 0),
+    each (len(Ls), len(Hs)) and averaged over seeds (``<key>_seeds``: (S, len(Ls),
+    len(Hs))), besides the first seed's per-run records.
+    """
+    c = experiment_setting("depth_heads", quick=quick, setting=setting)
+    out = _over_seeds(_depth_heads_one, c, seed, progress,
+                      c["steps"] * len(c["Ls"]) * len(c["Hs"]), averaged=SEED_AVERAGED["depth_heads"])
+    out["quick"] = quick
+    return out
 
 
 BOS = {
     "quick": dict(rows=(("bb", "first"), ("bb", "none")), n=32, L=2, d=32, H=2, batch=16,
-                  steps=400, lr=1e-2, n_tokens=16, n_chains=4, min_len=8, max_len=24),
+                  steps=400, lr=1e-2, n_tokens=16, n_chains=4, min_len=8, max_len=24, seeds=1),
     "full": dict(rows=(("bb", "first"), ("bb", "none"), ("docs", "first"), ("docs", "none"),
                        ("docs", "every")),
                  n=64, L=2, d=32, H=4, batch=16, steps=1000, lr=5e-3, n_tokens=16, n_chains=4,
-                 min_len=8, max_len=32),
+                 min_len=8, max_len=32, seeds=3),
 }
 
 
-def bos_experiment(*, quick: bool = False, seed: int = 0,
-                   progress: Callable[[int, int], None] | None = None) -> dict:
-    """BOS fixed at position 0 during training or not, evaluated with and without BOS (BFT
-    Table 2 analogue: does the model that always saw BOS lose its sink without it?).
+def _check_bos_rows(rows) -> None:
+    allowed = {"bb": ("first", "none"), "docs": ("first", "none", "every")}
+    for a, row in enumerate(rows):
+        if (not isinstance(row, tuple) or len(row) != 2 or row[0] not in allowed
+                or row[1] not in allowed[row[0]]):
+            raise ValueError(f"setting['rows'][{a}] must be a (task, BOS mode) pair with task "
+                             f"'bb' (modes 'first', 'none') or 'docs' (modes 'first', 'none', "
+                             f"'every'); got {row!r}")
 
-    Rows (task, training BOS mode): ``bb`` is Bigram-Backcopy with BOS at position 0
-    (``first``) or none (``none``: position 0 holds an ordinary token); ``docs`` (full only)
-    is packed documents (:func:`overmix.sims.data.sample_packed_documents`) with BOS at
-    position 0 only, nowhere, or before every document (``every``). Every model is evaluated
-    on contexts of its task with BOS at position 0 and without any BOS.
 
-    Returns ``sink_table``, ``bos_mass_table`` (mean attention on position 0) and
-    ``loss_table``, of shape (rows, 2): columns = (eval with BOS, eval without BOS).
-    """
-    c = BOS["quick" if quick else "full"]
+def _bos_one(c, seed, prog) -> dict:
     n = c["n"]
     bb = bigram_backcopy_task(c["n_tokens"], 3, seed=_seed(seed, 0))
     docs = packed_documents_task(c["n_tokens"], c["n_chains"], min_len=c["min_len"],
@@ -340,7 +529,6 @@ def bos_experiment(*, quick: bool = False, seed: int = 0,
                  "without BOS": sample_packed_documents(docs, 32, n + 1, seed=_seed(seed, 2), bos="none")[0]},
     }
     rows = c["rows"]
-    prog = _Progress(c["steps"] * len(rows), progress)
     runs = []
     sink = np.zeros((len(rows), 2))
     bos_mass = np.zeros_like(sink)
@@ -360,43 +548,55 @@ def bos_experiment(*, quick: bool = False, seed: int = 0,
             row[f"eval {name}"] = {"sink_metric": sink[a, b], "bos_mass": bos_mass[a, b],
                                    "loss": lss[a, b]}
         runs.append(row)
-    return {"experiment": "bos", "seed": seed, "quick": quick,
-            "config": {"sweep": {k: [list(r) for r in v] if k == "rows" else v for k, v in c.items()},
-                       "lm": cfg.to_dict()},
-            **_mean_curves(runs), "runs": runs,
+    return {"experiment": "bos", "seed": seed,
+            "config": {"sweep": _jsonable_setting(c), "lm": cfg.to_dict()},
+            **_mean_curves(runs),
+            "runs": runs,
             "train_modes": np.array([f"{k}: {m}" for k, m in rows]),
             "eval_modes": np.array(["with BOS", "without BOS"]), "sink_table": sink,
             "bos_mass_table": bos_mass, "loss_table": lss,
-            "bayes_loss_bb": {name: _bb_bayes_loss(bb, ev) for name, ev in evals["bb"].items()}}
+            "bayes_loss_bb": np.array([_bb_bayes_loss(bb, ev) for ev in evals["bb"].values()])}
+
+
+def bos_experiment(*, quick: bool = False, seed: int = 0, setting: dict | None = None,
+                   progress: Callable[[int, int], None] | None = None) -> dict:
+    """BOS fixed at position 0 during training or absent, evaluated with and without BOS (BFT
+    Table 2 analogue: does the model that always saw BOS lose its sink without it?).
+
+    Rows (task, training BOS mode): ``bb`` is Bigram-Backcopy with BOS at position 0
+    (``first``) or none (``none``: position 0 holds an ordinary token); ``docs`` (full only)
+    is packed documents (:func:`overmix.sims.data.sample_packed_documents`) with BOS at
+    position 0 only, nowhere, or before every document (``every``). Every model is evaluated
+    on contexts of its task with BOS at position 0 and without any BOS.
+
+    Returns ``sink_table``, ``bos_mass_table`` (mean attention on position 0) and
+    ``loss_table``, of shape (rows, 2): columns = (eval with BOS, eval without BOS), averaged
+    over seeds (``<key>_seeds``: (S, rows, 2)), and ``bayes_loss_bb`` (2,), the loss floor
+    of Bigram-Backcopy on the two evaluation batches.
+    """
+    c = experiment_setting("bos", quick=quick, setting=setting)
+    _check_bos_rows(c["rows"])
+    out = _over_seeds(_bos_one, c, seed, progress, c["steps"] * len(c["rows"]),
+                      averaged=SEED_AVERAGED["bos"])
+    out["quick"] = quick
+    return out
 
 
 INTERVENTIONS = {
-    "quick": dict(n=32, L=2, d=32, H=2, batch=16, steps=300, lr=1e-2, sgd_lr=0.3, sink_logit=4.0),
-    "full": dict(n=32, L=2, d=32, H=4, batch=16, steps=1000, lr=1e-2, sgd_lr=0.3, sink_logit=4.0),
+    "quick": dict(n=32, L=2, d=32, H=2, batch=16, steps=300, lr=1e-2, sgd_lr=0.3, sink_logit=4.0,
+                  seeds=1),
+    "full": dict(n=32, L=2, d=32, H=4, batch=16, steps=1000, lr=1e-2, sgd_lr=0.3, sink_logit=4.0,
+                 seeds=3),
 }
 
 
-def interventions(*, quick: bool = False, seed: int = 0,
-                  progress: Callable[[int, int], None] | None = None) -> dict:
-    """Adam vs SGD, and built-in sinks, on Bigram-Backcopy.
-
-    Variants: ``adam`` (baseline), ``sgd`` (momentum 0.9), ``sink_logit=b`` (every query
-    gets +b on token 0), ``sink_value=0`` (token 0's value is zeroed: an attended sink is an
-    exact no-op), and both. For the sink-logit variants the trained weights are also
-    evaluated with the knob removed (``sink_metric_without_knob``): if the model learned its
-    own sink the metric stays high, if it leaned on the built-in one it drops.
-    """
-    c = INTERVENTIONS["quick" if quick else "full"]
+def _interventions_one(c, seed, prog) -> dict:
     task = bigram_backcopy_task(16, 3, seed=_seed(seed, 0))
     n = c["n"]
     ev = sample_bigram_backcopy(task, 32, n + 1, seed=_seed(seed, 2))
     b = c["sink_logit"]
-    variants = [("adam", {}, "adam"), ("sgd", {}, "sgd"), (f"sink_logit={b:g}", {"sink_logit": b}, "adam"),
-                ("sink_value=0", {"sink_value_scale": 0.0}, "adam"),
-                (f"sink_logit={b:g}, sink_value=0", {"sink_logit": b, "sink_value_scale": 0.0}, "adam")]
-    prog = _Progress(c["steps"] * len(variants), progress)
     runs = []
-    for label, knobs, opt in variants:
+    for label, knobs, opt in _variants(b):
         cfg = _lm(task.vocab_size, n, L=c["L"], d=c["d"], H=c["H"], **knobs)
         lr = c["sgd_lr"] if opt == "sgd" else c["lr"]
         tc = _train_cfg(c["steps"], c["batch"], lr, optimizer=opt,
@@ -406,15 +606,64 @@ def interventions(*, quick: bool = False, seed: int = 0,
         metric, bos = _final_sink(cfg, params, ev[:, :-1])
         row = {"label": label, "optimizer": opt, "knobs": knobs, **_curves(h),
                "final_sink_metric": metric, "bos_mass": bos, "final_loss": h.eval_loss[-1]}
+        # with no built-in logit to remove, "removed" is the model as trained
+        row["sink_metric_without_knob"], row["bos_mass_without_knob"] = metric, bos
         if "sink_logit" in knobs:
             bare = dataclasses.replace(cfg, stack=dataclasses.replace(cfg.stack, sink_logit=0.0))
             row["sink_metric_without_knob"], row["bos_mass_without_knob"] = _final_sink(
                 bare, params, ev[:, :-1])
         runs.append(row)
-    return {"experiment": "interventions", "seed": seed, "quick": quick,
-            "config": {"sweep": dict(c)}, **_mean_curves(runs), "runs": runs,
+    col = lambda key: np.array([r[key] for r in runs], dtype=np.float64)  # noqa: E731
+    return {"experiment": "interventions", "seed": seed, "config": {"sweep": _jsonable_setting(c)},
+            **_mean_curves(runs),
+            "runs": runs, "variant": np.array([r["label"] for r in runs]),
+            "has_sink_logit": np.array(["sink_logit" in r["knobs"] for r in runs]),
+            **{k: col(k) for k in ("final_sink_metric", "final_loss", "bos_mass",
+                                   "sink_metric_without_knob", "bos_mass_without_knob")},
             "bayes_loss": _bb_bayes_loss(task, ev)}
 
+
+def _variants(b):
+    return [("adam", {}, "adam"), ("sgd", {}, "sgd"), (f"sink_logit={b:g}", {"sink_logit": b}, "adam"),
+            ("sink_value=0", {"sink_value_scale": 0.0}, "adam"),
+            (f"sink_logit={b:g}, sink_value=0", {"sink_logit": b, "sink_value_scale": 0.0}, "adam")]
+
+
+def interventions(*, quick: bool = False, seed: int = 0, setting: dict | None = None,
+                  progress: Callable[[int, int], None] | None = None) -> dict:
+    """Adam vs SGD, and built-in sinks, on Bigram-Backcopy.
+
+    Variants: ``adam`` (baseline), ``sgd`` (momentum 0.9), ``sink_logit=b`` (every query
+    gets +b on token 0), ``sink_value=0`` (token 0's value is zeroed: an attended sink is an
+    exact no-op), and both. For the sink-logit variants the trained weights are also
+    evaluated with the knob removed (``sink_metric_without_knob``; equal to the metric as
+    trained for the other variants, which have nothing to remove): if the model learned its
+    own sink the metric stays high, if it leaned on the built-in one it drops. Arrays over
+    variants (averaged over seeds, with ``<key>_seeds``): ``final_sink_metric``,
+    ``final_loss``, ``bos_mass``, ``sink_metric_without_knob``, ``bos_mass_without_knob``.
+    """
+    c = experiment_setting("interventions", quick=quick, setting=setting)
+    out = _over_seeds(_interventions_one, c, seed, progress, c["steps"] * len(_variants(0.0)),
+                      averaged=SEED_AVERAGED["interventions"])
+    out["quick"] = quick
+    return out
+
+
+_TABLES = {"sinks": SINKS, "context": CONTEXT, "depth_heads": DEPTH_HEADS, "bos": BOS,
+           "interventions": INTERVENTIONS}
+
+# summary quantities that are averaged over seeds (each also kept per seed as <key>_seeds)
+SEED_AVERAGED = {
+    "sinks": ("bayes_loss", *(f"{who}/{q}" for who in ("active", "others") for q in _HEAD_MASSES),
+              "active/value_ratio", "residual_ratio"),
+    "context": ("final_sink_metric", "bos_mass", "final_loss", "bayes_loss"),
+    "depth_heads": ("sink_grid", "loss_grid", "bos_grid", "bayes_loss"),
+    "bos": ("sink_table", "bos_mass_table", "loss_table", "bayes_loss_bb"),
+    "interventions": ("final_sink_metric", "final_loss", "bos_mass", "sink_metric_without_knob",
+                      "bos_mass_without_knob", "bayes_loss"),
+}
+# per-model quantities stacked over seeds but not averaged (head identities differ by seed)
+SEED_STACKED = {"sinks": ("sink_scores", "active_head")}
 
 EXPERIMENTS = {
     "sinks": sink_emergence,
@@ -485,15 +734,25 @@ def save_experiment(name: str, data: dict, out_dir, *, runtime_s: float | None =
     return jpath, npath
 
 
-def run_experiment(name: str, *, quick: bool = False, seed: int = 0, out_dir=None,
+def run_experiment(name: str, *, quick: bool = False, seed: int = 0, seeds: int | None = None,
+                   setting: dict | None = None, out_dir=None,
                    progress: Callable[[int, int], None] | None = None) -> dict:
-    """Run ``EXPERIMENTS[name]`` and, with ``out_dir``, save it (:func:`save_experiment`)."""
+    """Run ``EXPERIMENTS[name]`` and, with ``out_dir``, save it (:func:`save_experiment`).
+
+    ``seeds`` (an int >= 1) replaces the setting's number of seeds (quick: 1, full: 3 or 5);
+    ``setting`` overrides other entries of the setting (:func:`experiment_setting`).
+    """
     if name not in EXPERIMENTS:
         raise ValueError(f"name must be one of {sorted(EXPERIMENTS)}; got {name!r}")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed must be a non-negative int; got {seed!r}")
+    if setting is not None and not isinstance(setting, dict):
+        raise TypeError(f"setting must be a dict of overrides or None; got {type(setting).__name__}")
+    setting = dict(setting or {})
+    if seeds is not None:
+        setting["seeds"] = _check_seeds(seeds)
     t0 = time.perf_counter()
-    data = EXPERIMENTS[name](quick=quick, seed=int(seed), progress=progress)
+    data = EXPERIMENTS[name](quick=quick, seed=int(seed), setting=setting, progress=progress)
     data["runtime_s"] = time.perf_counter() - t0
     if out_dir is not None:
         save_experiment(name, data, out_dir, runtime_s=data["runtime_s"])

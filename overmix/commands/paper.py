@@ -20,7 +20,7 @@ TEX_PACKAGES = ("latexmk", "texlive-latex-base", "texlive-latex-recommended")
 
 # the files of paper/generated/ that this command writes itself (verification.tex comes
 # from `overmix check`, the SymPy forms from the theory modules' own writers)
-_NUMBER_FILES = ("numbers_meta", "numbers_a", "numbers_c")
+_NUMBER_FILES = ("numbers_meta", "numbers_a", "numbers_c", "numbers_train")
 
 # MEN Table 2 as printed (a source's reported values): context -> base_L
 MEN_TABLE2 = (("1k", 1024, 4.3e3), ("2k", 2048, 1.6e4), ("4k", 4096, 2.7e4),
@@ -172,9 +172,10 @@ def build_pdf(paper, latexmk) -> BuildResult:
         undefined_text = [f"undefined {kind.lower()}: {key}" for kind, key in undefined]
         undefined_text += [f"bibtex: {ln.strip()}" for ln in blg_text.splitlines()
                            if ln.startswith("Warning--I didn't find")]
-        missing = sorted(set(re.findall(
+        # TeX wraps its log at 79 characters, also inside a long key: join the pieces
+        missing = sorted({m.replace("\n", "") for m in re.findall(
             r"Package overmix Warning: (generated value or file `[^']+' missing|"
-            r"figure `[^']+' missing)", log)))
+            r"figure `[^']+' missing)", log)})
         pages = re.findall(r"Output written on .*?\((\d+) pages?", log)
         pdf = Path(tmp) / "main.pdf"
         if proc.returncode != 0 or not pdf.exists():
@@ -222,6 +223,15 @@ def _generate(paper, *, quick, force, figures, check):
                   file=sys.stderr)
     if figures:
         _make_missing_figures(paper, quick)
+    # the training section quotes the data of the training figures as they are now
+    # (full or quick); reading five small files takes milliseconds, so it is always rewritten
+    try:
+        values = numbers_train(paper.parent / "figures" / "out")
+    except Exception as err:  # report and go on: the paper prints placeholders
+        print(f"overmix paper: could not read the training figures' data: "
+              f"{type(err).__name__}: {err}", file=sys.stderr)
+    else:
+        _write_atomic(gen / "numbers_train.tex", _gendefs(values, key))
     if check and not (gen / "verification.tex").exists():
         _run_check(gen, quick)
 
@@ -340,6 +350,216 @@ def numbers_a() -> dict:
         frac = budget_sink_fraction(n, L, H, tau9, 1.0 / H, allocation="free")
         out[f"a9-{name}"] = f"{100 * frac:.1f}\\%"
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# the training section: values read from the training figures' data (figures/out/NAME.npz)
+# ---------------------------------------------------------------------------------------------
+_BOS_ROWS = {"bb: first": "bb-first", "bb: none": "bb-none", "docs: first": "docs-first",
+             "docs: none": "docs-none", "docs: every": "docs-every"}
+_VARIANTS = ("adam", "sgd", "logit", "value", "both")
+
+# every key numbers_train writes when all five training figures are built
+TRAIN_KEYS = (
+    "train-mode",
+    *(f"train-{f}-seeds" for f in ("sinks", "ctx", "dh", "bos", "int")),
+    *(f"train-sinks-{k}" for k in (
+        "L", "H", "n", "steps", "metric-init", "metric-final", "metric-min", "metric-max",
+        "half-step", "loss-final", "bayes", "act-prev-trig", "act-prev-trig-min",
+        "act-prev-other", "act-bos-trig", "act-bos-other", "oth-bos-other", "oth-prev-trig",
+        "value-ratio", "value-ratio-min", "value-ratio-max", "residual-ratio",
+        "residual-ratio-max", "act-bos-other-min", "act-bos-other-max", "ubos")),
+    *(f"train-ctx-{k}" for k in (
+        "ns", "tokens", "steps", "metric-list", "metric-first", "metric-last", "n-first",
+        "n-last", "ualpha-first", "bos-list", "ubos-list", "ratio-list", "ratio-first",
+        "ratio-last")),
+    *(f"train-dh-{k}" for k in ("Hs", "Ls", "table", "L1", "steps", "range", "L1-H1-max")),
+    *(f"train-bos-{r}-{m}" for r in _BOS_ROWS.values() for m in
+      ("with", "without", "loss-with", "loss-without", "range-with", "range-without",
+       "mass-with", "mass-without")),
+    "train-bos-ubos",
+    *(f"train-int-{v}-{k}" for v in _VARIANTS for k in ("metric", "min", "max", "loss")),
+    "train-int-logit-removed", "train-int-both-removed", "train-int-b", "train-int-bayes",
+    "train-int-excess-max", "train-int-logit-mass", "train-int-logit-mass-removed",
+    "train-int-adam-mass",
+)
+
+
+def _read_figure(out, name):
+    """(arrays, metadata) of figures/out/NAME.npz + NAME.json, or None if either is missing."""
+    import json
+
+    import numpy as np
+
+    npz, meta = out / f"{name}.npz", out / f"{name}.json"
+    if not (npz.exists() and meta.exists()):
+        return None
+    with np.load(npz, allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}
+    return arrays, json.loads(meta.read_text(encoding="utf-8"))
+
+
+def _per_seed(d, key):
+    """(S, ...) per-seed values of ``key`` (``key_seeds`` when the data has it)."""
+    import numpy as np
+
+    return np.asarray(d[f"{key}_seeds"] if f"{key}_seeds" in d else np.asarray(d[key])[None],
+                      dtype=float)
+
+
+def _f2(x) -> str:
+    return f"{float(x):.2f}"
+
+
+def _list(xs, fmt=_f2) -> str:
+    return ", ".join(fmt(x) for x in xs)
+
+
+def numbers_train(figures_out) -> dict:
+    """Values quoted in the training section, from the data of the training figures
+    (fig15..fig19) in ``figures_out`` as ``overmix figures`` wrote them (full or quick).
+
+    A figure whose NAME.npz / NAME.json is missing contributes no keys (the text prints red
+    placeholders). Seed-averaged values are the means over the figure's seeds, with the
+    smallest and largest seed as ``-min`` / ``-max`` or ``-range``. Keys: :data:`TRAIN_KEYS`.
+    """
+    from pathlib import Path
+
+    import numpy as np
+
+    out = Path(figures_out)
+    vals, modes = {}, []
+
+    def seeds(d):
+        return int(np.asarray(d["seeds"]).size) if "seeds" in d else 1
+
+    fig = _read_figure(out, "fig15_train_sinks")
+    if fig is not None:
+        d, meta = fig
+        modes.append(meta["quick"])
+        c = meta["config"]["setting"]
+        m = _per_seed(d, "sink_metric")  # (S, R)
+        mean, steps = m.mean(axis=0), np.asarray(d["steps"])
+        half = int(steps[np.argmax(mean >= 0.5 * mean[-1])]) if mean[-1] > 0 else 0
+        vals.update({"train-sinks-seeds": str(seeds(d)), "train-sinks-L": str(c["L"]),
+                     "train-sinks-H": str(c["H"]), "train-sinks-n": str(c["n"]),
+                     "train-sinks-steps": str(int(steps[-1])),
+                     "train-sinks-metric-init": _f2(mean[0]),
+                     "train-sinks-metric-final": _f2(mean[-1]),
+                     "train-sinks-metric-min": _f2(m[:, -1].min()),
+                     "train-sinks-metric-max": _f2(m[:, -1].max()),
+                     "train-sinks-half-step": str(half),
+                     "train-sinks-loss-final": _f2(_per_seed(d, "eval_loss")[:, -1].mean()),
+                     "train-sinks-bayes": _f2(_per_seed(d, "bayes_loss").mean())})
+        for key, src in (("act-prev-trig", "active__prev_mass_trigger"),
+                         ("act-prev-other", "active__prev_mass_other"),
+                         ("act-bos-trig", "active__bos_mass_trigger"),
+                         ("act-bos-other", "active__bos_mass_other"),
+                         ("oth-bos-other", "others__bos_mass_other"),
+                         ("oth-prev-trig", "others__prev_mass_trigger")):
+            vals[f"train-sinks-{key}"] = _f2(_per_seed(d, src).mean())
+        vals["train-sinks-act-prev-trig-min"] = _f2(_per_seed(d, "active__prev_mass_trigger").min())
+        bo = _per_seed(d, "active__bos_mass_other")
+        vals["train-sinks-act-bos-other-min"] = _f2(bo.min())
+        vals["train-sinks-act-bos-other-max"] = _f2(bo.max())
+        n = int(c["n"])  # what uniform causal attention puts on position 0, queries 1..n-1
+        vals["train-sinks-ubos"] = f"{sum(1.0 / (i + 1) for i in range(1, n)) / (n - 1):.3f}"
+        v = _per_seed(d, "active__value_ratio")
+        vals.update({"train-sinks-value-ratio": _f2(v.mean()), "train-sinks-value-ratio-min": _f2(v.min()),
+                     "train-sinks-value-ratio-max": _f2(v.max())})
+        r = _per_seed(d, "residual_ratio")
+        vals.update({"train-sinks-residual-ratio": _f2(r.mean()),
+                     "train-sinks-residual-ratio-max": _f2(r.max())})
+
+    fig = _read_figure(out, "fig16_train_context")
+    if fig is not None:
+        d, meta = fig
+        modes.append(meta["quick"])
+        c = meta["config"]["setting"]
+        ns = [int(n) for n in d["n"]]
+        metric = _per_seed(d, "final_sink_metric").mean(axis=0)
+        bos = _per_seed(d, "bos_mass").mean(axis=0)
+        ubos = np.asarray(d["uniform_bos_mass"], dtype=float)
+        ratio = bos / ubos
+        vals.update({"train-ctx-seeds": str(seeds(d)), "train-ctx-ns": ", ".join(map(str, ns)),
+                     "train-ctx-tokens": str(c["tokens"]), "train-ctx-steps": str(c["steps"]),
+                     "train-ctx-metric-list": _list(metric),
+                     "train-ctx-metric-first": _f2(metric[0]), "train-ctx-metric-last": _f2(metric[-1]),
+                     "train-ctx-n-first": str(ns[0]), "train-ctx-n-last": str(ns[-1]),
+                     "train-ctx-ualpha-first": _f2(d["uniform_sink_score"][0]),
+                     "train-ctx-bos-list": _list(bos, lambda x: f"{x:.3f}"),
+                     "train-ctx-ubos-list": _list(ubos, lambda x: f"{x:.3f}"),
+                     "train-ctx-ratio-list": _list(ratio, lambda x: f"{x:.1f}"),
+                     "train-ctx-ratio-first": f"{ratio[0]:.1f}", "train-ctx-ratio-last": f"{ratio[-1]:.1f}"})
+
+    fig = _read_figure(out, "fig17_train_depth_heads")
+    if fig is not None:
+        d, meta = fig
+        modes.append(meta["quick"])
+        g = _per_seed(d, "sink_grid")  # (S, len(Ls), len(Hs))
+        mean = g.mean(axis=0)
+        Ls, Hs = [int(x) for x in d["Ls"]], [int(x) for x in d["Hs"]]
+        rows = [f"$L={L}$: {_list(mean[a])}" for a, L in enumerate(Ls)]
+        vals.update({"train-dh-seeds": str(seeds(d)), "train-dh-Hs": ", ".join(map(str, Hs)),
+                     "train-dh-Ls": ", ".join(map(str, Ls)), "train-dh-table": "; ".join(rows),
+                     "train-dh-steps": str(meta["config"]["setting"]["steps"]),
+                     "train-dh-range": _f2((g.max(axis=0) - g.min(axis=0)).max())})
+        if 1 in Ls:
+            vals["train-dh-L1"] = _list(mean[Ls.index(1)])
+            if 1 in Hs:  # one layer, one head: the largest value over seeds
+                vals["train-dh-L1-H1-max"] = _f2(g[:, Ls.index(1), Hs.index(1)].max())
+
+    fig = _read_figure(out, "fig18_train_bos")
+    if fig is not None:
+        d, meta = fig
+        modes.append(meta["quick"])
+        vals["train-bos-seeds"] = str(seeds(d))
+        sink, lss = _per_seed(d, "sink_table"), _per_seed(d, "loss_table")  # (S, rows, 2)
+        mass = _per_seed(d, "bos_mass_table")
+        n = int(meta["config"]["setting"]["n"])
+        vals["train-bos-ubos"] = f"{sum(1.0 / (i + 1) for i in range(1, n)) / (n - 1):.3f}"
+        for a, mode in enumerate(str(m) for m in d["train_modes"]):
+            row = _BOS_ROWS.get(mode)
+            if row is None:
+                continue
+            for b, tag in enumerate(("with", "without")):
+                vals[f"train-bos-{row}-{tag}"] = _f2(sink[:, a, b].mean())
+                vals[f"train-bos-{row}-loss-{tag}"] = _f2(lss[:, a, b].mean())
+                vals[f"train-bos-{row}-mass-{tag}"] = f"{mass[:, a, b].mean():.3f}"
+                vals[f"train-bos-{row}-range-{tag}"] = (f"{sink[:, a, b].min():.2f}--"
+                                                        f"{sink[:, a, b].max():.2f}")
+
+    fig = _read_figure(out, "fig19_train_interventions")
+    if fig is not None:
+        d, meta = fig
+        modes.append(meta["quick"])
+        vals["train-int-seeds"] = str(seeds(d))
+        m, rem = _per_seed(d, "final_sink_metric"), _per_seed(d, "sink_metric_without_knob")
+        lss = _per_seed(d, "final_loss")
+        for k, v in enumerate(_VARIANTS[:m.shape[1]]):
+            vals.update({f"train-int-{v}-metric": _f2(m[:, k].mean()),
+                         f"train-int-{v}-min": _f2(m[:, k].min()),
+                         f"train-int-{v}-max": _f2(m[:, k].max()),
+                         f"train-int-{v}-loss": _f2(lss[:, k].mean())})
+        knob = np.asarray(d["has_sink_logit"], dtype=bool)
+        for k, v in enumerate(_VARIANTS[:m.shape[1]]):
+            if knob[k]:
+                vals[f"train-int-{v}-removed"] = _f2(rem[:, k].mean())
+        excess = lss - _per_seed(d, "bayes_loss").reshape(-1, 1)
+        vals["train-int-excess-max"] = _f2(excess.mean(axis=0).max())
+        mass, mass_rem = _per_seed(d, "bos_mass"), _per_seed(d, "bos_mass_without_knob")
+        vals["train-int-adam-mass"] = _f2(mass[:, 0].mean())
+        vals["train-int-logit-mass"] = _f2(mass[:, 2].mean())
+        vals["train-int-logit-mass-removed"] = _f2(mass_rem[:, 2].mean())
+        vals["train-int-b"] = f"{meta['config']['setting']['sink_logit']:g}"
+        vals["train-int-bayes"] = _f2(_per_seed(d, "bayes_loss").mean())
+
+    if modes:
+        vals["train-mode"] = "quick" if any(modes) else "full"
+    unknown = sorted(set(vals) - set(TRAIN_KEYS))
+    if unknown:
+        raise RuntimeError(f"numbers_train wrote keys missing from TRAIN_KEYS: {unknown}")
+    return vals
 
 
 def numbers_c(quick: bool) -> dict:

@@ -241,3 +241,88 @@ def test_fig14_inner_products_follow_the_ode(quick_data):
         assert np.abs(mean[k] - ode).max() < 0.02  # Euler, dt = 0.01: first-order error
     slopes = [np.polyfit(np.log(d["dts"]), np.log(e), 1)[0] for e in d["err"]]
     assert 0.8 < slopes[0] < 1.2 and 3.5 < slopes[1] < 4.5
+
+
+# ------------------------------------------------------------------------------------------
+# the training figures (small language models; quick = one seed, a few hundred steps)
+# ------------------------------------------------------------------------------------------
+def _setting(quick_data, name):
+    return quick_data[name][1]["config"]["setting"]
+
+
+def test_fig15_sink_metric_per_step_and_the_active_head(quick_data):
+    d = _get(quick_data, "fig15_train_sinks")
+    R = d["steps"].size
+    assert d["sink_metric"].shape == d["loss"].shape == (R,)
+    assert ((d["sink_metric"] >= 0) & (d["sink_metric"] <= 1)).all()
+    c = _setting(quick_data, "fig15_train_sinks")
+    assert d["sink_scores"].shape == (R, c["L"], c["H"]) and d["steps"][-1] == c["steps"]
+    # Sink_eps is a fraction of the 32 evaluation prompts x L x H heads
+    counts = d["sink_metric"] * 32 * c["L"] * c["H"]
+    assert np.allclose(counts, np.round(counts), atol=1e-9)
+    assert d["left_out"].tolist() == ["grad_norm"]  # NaN at the last step, not drawn
+    assert float(d["bayes_loss"]) < d["eval_loss"][-1] < d["eval_loss"][0]
+    # the active head has the largest rise of previous-token weight on triggers
+    rise = d["active__prev_mass_trigger"] - d["active__prev_mass_other"]
+    assert rise >= d["others__prev_mass_trigger"] - d["others__prev_mass_other"] - 1e-12
+    assert d["seeds"].tolist() == [0]
+
+
+def test_fig16_context_sweep_and_uniform_baselines(quick_data):
+    d = _get(quick_data, "fig16_train_context")
+    ns = _setting(quick_data, "fig16_train_context")["ns"]
+    assert d["n"].tolist() == ns
+    for key in ("final_sink_metric", "bos_mass"):
+        assert d[key].shape == (len(ns),) and ((d[key] >= 0) & (d[key] <= 1)).all()
+    for k, n in enumerate(ns):
+        T = min(64, n)
+        assert abs(d["uniform_sink_score"][k] - sum(1 / t for t in range(1, T + 1)) / T) < 1e-12
+        assert abs(d["uniform_bos_mass"][k] - sum(1 / (i + 1) for i in range(1, n)) / (n - 1)) < 1e-12
+
+
+def test_fig17_sink_grid_is_a_fraction_of_prompts_and_heads(quick_data):
+    d = _get(quick_data, "fig17_train_depth_heads")
+    c = _setting(quick_data, "fig17_train_depth_heads")
+    assert d["Ls"].tolist() == c["Ls"] and d["Hs"].tolist() == c["Hs"]
+    assert d["sink_grid"].shape == d["bos_grid"].shape == (len(c["Ls"]), len(c["Hs"]))
+    for a, L in enumerate(c["Ls"]):
+        for b, H in enumerate(c["Hs"]):
+            count = d["sink_grid"][a, b] * 32 * L * H
+            assert abs(count - round(count)) < 1e-9, (L, H)
+
+
+def test_fig18_bos_tables(quick_data):
+    d = _get(quick_data, "fig18_train_bos")
+    rows = _setting(quick_data, "fig18_train_bos")["rows"]
+    assert d["train_modes"].tolist() == [f"{k}: {m}" for k, m in rows]
+    assert d["eval_modes"].tolist() == ["with BOS", "without BOS"]
+    for key in ("sink_table", "bos_mass_table", "loss_table"):
+        assert d[key].shape == (len(rows), 2)
+    assert ((d["sink_table"] >= 0) & (d["sink_table"] <= 1)).all() and (d["loss_table"] > 0).all()
+
+
+def test_fig19_interventions_remove_only_the_built_in_logit(quick_data):
+    d = _get(quick_data, "fig19_train_interventions")
+    knob = d["has_sink_logit"]
+    assert knob.tolist() == [False, False, True, False, True]
+    assert np.array_equal(d["sink_metric_without_knob"][~knob], d["final_sink_metric"][~knob])
+    assert (d["final_loss"] > float(d["bayes_loss"])).all()
+
+
+def test_paper_reads_every_training_number_from_the_figures_data(quick_out, quick_data):
+    from overmix.commands import paper as paper_cmd
+
+    out, _ = quick_out
+    vals = paper_cmd.numbers_train(out)
+    assert set(vals) == set(paper_cmd.TRAIN_KEYS)
+    assert vals["train-mode"] == "quick"
+    sinks = _get(quick_data, "fig15_train_sinks")
+    assert vals["train-sinks-metric-final"] == f"{sinks['sink_metric'][-1]:.2f}"
+    assert vals["train-sinks-steps"] == str(sinks["steps"][-1])
+    ctx = _get(quick_data, "fig16_train_context")
+    assert vals["train-ctx-ns"] == ", ".join(str(n) for n in ctx["n"])
+    assert vals["train-ctx-metric-list"] == ", ".join(f"{m:.2f}" for m in ctx["final_sink_metric"])
+    bos = _get(quick_data, "fig18_train_bos")
+    assert vals["train-bos-bb-first-without"] == f"{bos['sink_table'][0, 1]:.2f}"
+    # a folder without the figures gives no training numbers (placeholders in the paper)
+    assert paper_cmd.numbers_train(out / "absent") == {}

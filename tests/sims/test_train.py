@@ -323,12 +323,14 @@ def test_other_bad_training_input_names_the_argument():
 # experiments, the output contract, the command and the figures (tiny settings)
 # ------------------------------------------------------------------------------------------
 TINY = {
-    "SINKS": dict(n_tokens=6, n_triggers=1, n=8, L=1, d=8, H=2, batch=4, steps=6, lr=1e-2),
-    "CONTEXT": dict(ns=(4, 8), tokens=16, steps=3, L=1, d=8, H=2, lr=1e-2),
-    "DEPTH_HEADS": dict(Ls=(1,), Hs=(1, 2), n=8, d=8, batch=4, steps=3, lr=1e-2),
+    "SINKS": dict(n_tokens=6, n_triggers=1, n=8, L=1, d=8, H=2, batch=4, steps=6, lr=1e-2, seeds=1),
+    "CONTEXT": dict(ns=(4, 8), tokens=16, steps=3, L=1, d=8, H=2, lr=1e-2, seeds=1),
+    "DEPTH_HEADS": dict(Ls=(1,), Hs=(1, 2), n=8, d=8, batch=4, steps=3, lr=1e-2, seeds=1),
     "BOS": dict(rows=(("bb", "first"), ("bb", "none"), ("docs", "every")), n=12, L=1, d=8,
-                H=2, batch=4, steps=3, lr=1e-2, n_tokens=6, n_chains=2, min_len=2, max_len=4),
-    "INTERVENTIONS": dict(n=8, L=1, d=8, H=2, batch=4, steps=3, lr=1e-2, sgd_lr=0.1, sink_logit=2.0),
+                H=2, batch=4, steps=3, lr=1e-2, n_tokens=6, n_chains=2, min_len=2, max_len=4,
+                seeds=1),
+    "INTERVENTIONS": dict(n=8, L=1, d=8, H=2, batch=4, steps=3, lr=1e-2, sgd_lr=0.1,
+                          sink_logit=2.0, seeds=1),
 }
 
 
@@ -353,7 +355,7 @@ def test_train_command_writes_the_output_contract(tiny_experiments, tmp_path, mo
     import json
 
     from overmix.cli import main
-    from overmix.sims.train_figures import draw, load_experiment
+    from overmix.sims.train_figures import load_experiment
 
     monkeypatch.setenv("OPENBLAS_NUM_THREADS", os.environ.get("OPENBLAS_NUM_THREADS", "1"))
     rc = main(["train", "sinks", "--quick", "--out", str(tmp_path), "--seed", "2", "--no-progress"])
@@ -361,22 +363,133 @@ def test_train_command_writes_the_output_contract(tiny_experiments, tmp_path, mo
     with open(tmp_path / "sinks.json") as f:
         meta = json.load(f)
     check_contract(meta)
-    assert meta["seed"] == 2 and meta["sink_eps"] == 0.3 and meta["sink_T"] == 64
+    assert meta["seed"] == 2 and meta["seeds"] == [2]
+    assert meta["sink_eps"] == 0.3 and meta["sink_T"] == 64
     data = load_experiment(tmp_path, "sinks")
     assert data["sink_scores"].shape == (len(meta["steps"]), 1, 2)
     assert not [f for f in os.listdir(tmp_path) if f.startswith(".tmp-")]
     assert "sink metric" in capsys.readouterr().out
-    assert draw(data).axes
+
+
+def test_train_command_averages_over_seeds(tiny_experiments, tmp_path, monkeypatch, capsys):
+    import json
+
+    from overmix.cli import main
+
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", os.environ.get("OPENBLAS_NUM_THREADS", "1"))
+    rc = main(["train", "context", "--quick", "--out", str(tmp_path), "--seed", "3", "--seeds", "2",
+               "--no-progress"])
+    assert rc == 0
+    meta = json.loads((tmp_path / "context.json").read_text())
+    check_contract(meta)  # the contract holds one value per recorded step: the seed mean
+    assert meta["seed"] == 3 and meta["seeds"] == [3, 4]
+    with np.load(tmp_path / "context.npz") as z:
+        per = z["sink_metric_seeds"]
+        assert per.shape == (2, len(meta["steps"]))
+        assert np.allclose(per.mean(axis=0), meta["sink_metric"], rtol=0, atol=1e-15)
+        assert np.allclose(z["loss_seeds"].mean(axis=0), meta["loss"], rtol=0, atol=1e-12)
+    assert "means over seeds 3..4" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("bad", ["0", "-1"])
+def test_train_command_refuses_bad_seeds(bad, tmp_path, capsys):
+    from overmix.cli import main
+
+    assert main(["train", "sinks", "--quick", "--out", str(tmp_path), "--seeds", bad]) == 2
+    assert "--seeds must be an int >= 1" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())
 
 
 @pytest.mark.parametrize("name", ["context", "depth_heads", "bos", "interventions"])
-def test_every_experiment_returns_the_contract_and_draws(tiny_experiments, name):
-    from overmix.sims.train_figures import draw
-
+def test_every_experiment_returns_the_contract(tiny_experiments, name):
     data = tiny_experiments.run_experiment(name, quick=True, seed=1)
     check_contract(data)
     assert len(data["runs"]) >= 2
-    assert draw(data).axes
+    assert data["seeds"] == [1]
+
+
+# what each experiment averages over seeds, and the shape of one seed's value
+SEED_SHAPES = {
+    "sinks": {"bayes_loss": (), "active/prev_mass_trigger": (), "residual_ratio": ()},
+    "context": {"final_sink_metric": (2,), "bos_mass": (2,), "final_loss": (2,)},
+    "depth_heads": {"sink_grid": (1, 2), "bos_grid": (1, 2), "loss_grid": (1, 2)},
+    "bos": {"sink_table": (3, 2), "loss_table": (3, 2), "bayes_loss_bb": (2,)},
+    "interventions": {"final_sink_metric": (5,), "sink_metric_without_knob": (5,)},
+}
+
+
+@pytest.mark.parametrize("name", sorted(SEED_SHAPES))
+def test_seeds_give_per_seed_arrays_whose_mean_is_reported(tiny_experiments, name):
+    two = tiny_experiments.run_experiment(name, quick=True, seed=5, seeds=2)
+    check_contract(two)
+    assert two["seeds"] == [5, 6] and two["seed"] == 5
+    assert two["config"][("task" if name == "sinks" else "sweep")]["seeds"] == 2
+    # each seed's row is the run of that seed alone, bit for bit
+    alone = [tiny_experiments.run_experiment(name, quick=True, seed=s) for s in (5, 6)]
+    R = len(two["steps"])
+    for key in ("loss", "eval_loss", "sink_metric"):
+        per = two[f"{key}_seeds"]
+        assert per.shape == (2, R)
+        for k in range(2):
+            assert per[k].tolist() == list(alone[k][key]), (key, k)
+        assert np.allclose(two[key], per.mean(axis=0), rtol=0, atol=1e-15)
+    for key, shape in SEED_SHAPES[name].items():
+        per = two[f"{key}_seeds"]
+        assert per.shape == (2, *shape), key
+        for k in range(2):
+            assert np.array_equal(per[k], np.asarray(alone[k][key]), equal_nan=True), (key, k)
+        assert np.allclose(np.asarray(two[key]), per.mean(axis=0), rtol=0, atol=1e-15), key
+    # the two seeds train on different data: their curves differ
+    assert two["loss_seeds"][0].tolist() != two["loss_seeds"][1].tolist()
+    # per-model records are the first seed's
+    if "runs" in two:
+        assert [r["loss"] for r in two["runs"]] == [r["loss"] for r in alone[0]["runs"]]
+
+
+def test_sinks_stack_per_head_scores_over_seeds_without_averaging(tiny_experiments):
+    two = tiny_experiments.run_experiment("sinks", quick=True, seed=0, seeds=2)
+    sc = two["sink_scores_seeds"]
+    assert sc.shape == (2, len(two["steps"]), 1, 2)
+    assert np.array_equal(sc[0], two["sink_scores"])  # the top-level curves are the first seed's
+    assert two["active_head_seeds"].shape == (2,)
+
+
+@pytest.mark.parametrize("bad", [0, -2, 1.5, True, "2", None, 2.0])
+def test_bad_seeds_raise_value_error_naming_seeds(bad):
+    from overmix.sims.experiments import experiment_setting, run_experiment
+
+    with pytest.raises(ValueError, match="seeds must be an int >= 1"):
+        experiment_setting("sinks", quick=True, setting={"seeds": bad})
+    if bad is not None:  # None means "the setting's default" for run_experiment
+        with pytest.raises(ValueError, match="seeds"):
+            run_experiment("sinks", quick=True, seeds=bad)
+
+
+def test_setting_overrides_are_checked_by_name():
+    from overmix.sims.experiments import CONTEXT, experiment_setting
+
+    c = experiment_setting("context", quick=True, setting={"ns": [8, 16], "lr": 1, "seeds": 2})
+    assert c["ns"] == (8, 16) and c["lr"] == 1.0 and isinstance(c["lr"], float) and c["seeds"] == 2
+    assert {k: v for k, v in c.items() if k not in ("ns", "lr", "seeds")} == {
+        k: v for k, v in CONTEXT["quick"].items() if k not in ("ns", "lr", "seeds")}
+    with pytest.raises(ValueError, match=r"'nn'.*allowed"):
+        experiment_setting("context", setting={"nn": [8]})
+    with pytest.raises(TypeError, match=r"setting\['steps'\] must be an int"):
+        experiment_setting("context", setting={"steps": 10.0})
+    with pytest.raises(TypeError, match=r"setting\['ns'\] must be a list"):
+        experiment_setting("context", setting={"ns": 16})
+    with pytest.raises(ValueError, match=r"setting\['ns'\] must not be empty"):
+        experiment_setting("context", setting={"ns": []})
+    with pytest.raises(TypeError, match="setting must be a dict"):
+        experiment_setting("context", setting=[("steps", 1)])
+    with pytest.raises(ValueError, match="name must be one of"):
+        experiment_setting("nope")
+
+
+def test_bos_rows_are_checked_before_training(tiny_experiments):
+    with pytest.raises(ValueError, match=r"setting\['rows'\]\[1\].*'docs'"):
+        tiny_experiments.run_experiment("bos", quick=True, setting={"rows": [["bb", "first"],
+                                                                            ["bb", "every"]]})
 
 
 def test_run_experiment_rejects_unknown_names_and_seeds():
@@ -386,16 +499,89 @@ def test_run_experiment_rejects_unknown_names_and_seeds():
         run_experiment("nope")
     with pytest.raises(ValueError, match="seed"):
         run_experiment("sinks", seed=-1)
+    with pytest.raises(TypeError, match="setting must be a dict"):
+        run_experiment("sinks", setting="steps=3")
+
+
+def test_active_head_is_the_one_whose_previous_token_weight_rises_on_triggers():
+    from overmix.sims.experiments import active_head_summary
+
+    L, H = 2, 3
+    stats = {"prev_mass_trigger": np.full((L, H), 0.5), "prev_mass_other": np.full((L, H), 0.4),
+             "bos_mass_trigger": np.arange(6.0).reshape(L, H) / 10,
+             "bos_mass_other": np.arange(6.0).reshape(L, H) / 20,
+             "value_norm_first": np.full((L, H), 2.0), "value_norm_rest": np.full((L, H), 4.0),
+             "residual_norm": np.array([[1.0, 1.0], [3.0, 1.0], [2.0, 4.0]])}
+    stats["prev_mass_trigger"][1, 1] = 0.95  # largest rise (0.55): head (1, 1), flat index 4
+    stats["prev_mass_other"][0, 2] = 0.0     # rise 0.5: the second largest
+    stats["prev_mass_trigger"][0, 0] = 0.97  # the largest weight on triggers, but a small
+    stats["prev_mass_other"][0, 0] = 0.9     # rise (0.07): not the active head
+    s = active_head_summary(stats)
+    assert s["active_head"] == 4
+    assert s["active/prev_mass_trigger"] == 0.95 and s["active/bos_mass_trigger"] == 0.4
+    assert s["others/bos_mass_other"] == pytest.approx((0 + 1 + 2 + 3 + 5) / 20 / 5)
+    assert s["active/value_ratio"] == 0.5
+    assert s["residual_ratio"] == 3.0  # max over layers 1..L of first / rest: 3/1 and 2/4
+    with pytest.raises(ValueError, match="stats must be head_statistics"):
+        active_head_summary({"bos_mass": np.zeros((1, 1))})
+
+
+@pytest.mark.parametrize("n", [2, 3, 16, 100])
+def test_uniform_attention_baselines_match_uniform_maps(n):
+    from overmix.sims.experiments import uniform_attention_baselines
+    from overmix.theory import sink_scores
+
+    A = np.tril(np.ones((n, n)))
+    A /= A.sum(axis=1, keepdims=True)  # query i spreads 1/(i+1) over 0..i
+    T = min(64, n)
+    alpha, bos = uniform_attention_baselines(n)
+    assert alpha == pytest.approx(float(sink_scores(A[None, None], T=T)[0, 0]), rel=1e-12)
+    assert alpha == pytest.approx(sum(1 / k for k in range(1, T + 1)) / T, rel=1e-12)
+    assert bos == pytest.approx(A[1:, 0].mean(), rel=1e-12)
+    with pytest.raises(ValueError, match="n must be an int >= 2"):
+        uniform_attention_baselines(1)
+    with pytest.raises(ValueError, match="T must be an int in"):
+        uniform_attention_baselines(n, T=n + 1)
 
 
 def test_training_figures_compute_flat_arrays_for_the_figures_cache(tiny_experiments):
     from overmix.sims.train_figures import FIGURES
 
     fig = FIGURES["train_depth_heads"]
-    data = fig.compute(fig.QUICK, 0)
+    cfg = {**fig.QUICK, "setting": {**TINY["DEPTH_HEADS"], "Ls": [1], "Hs": [1, 2], "seeds": 2}}
+    data = fig.compute(cfg, 0)
     for k, v in data.items():
         assert k.isidentifier() and isinstance(v, np.ndarray) and v.dtype.kind in "biufU", k
     assert data["sink_grid"].shape == (1, 2) and data["run_final_sink_metric"].shape == (2,)
-    assert fig.draw(data).axes
+    assert data["sink_grid_seeds"].shape == (2, 1, 2)
+    assert data["seeds"].tolist() == [0, 1]
+    assert np.allclose(data["sink_grid"], data["sink_grid_seeds"].mean(axis=0), rtol=0, atol=1e-15)
     with pytest.raises(ValueError, match="seed"):
         fig.compute(fig.QUICK, -1)
+    with pytest.raises(ValueError, match="experiment"):
+        fig.compute({"experiment": "nope"}, 0)
+
+
+def test_training_figure_quick_configs_are_single_seed_and_full_ones_average():
+    from overmix.sims.experiments import EXPERIMENTS
+    from overmix.sims.train_figures import FIGURES, TrainFigure
+
+    assert sorted(FIGURES) == sorted(f"train_{e}" for e in EXPERIMENTS)
+    for fig in FIGURES.values():
+        assert fig.QUICK["setting"]["seeds"] == 1 and fig.QUICK["quick"] is True
+        assert fig.CONFIG["setting"]["seeds"] >= 3 and fig.CONFIG["quick"] is False
+    with pytest.raises(ValueError, match="one seed"):
+        TrainFigure("sinks", {"seeds": 2})
+    with pytest.raises(ValueError, match="experiment must be one of"):
+        TrainFigure("nope")
+
+
+def test_training_figures_leave_out_non_finite_arrays_and_name_them(tiny_experiments):
+    from overmix.sims.train_figures import FIGURES
+
+    fig = FIGURES["train_sinks"]
+    data = fig.compute({**fig.QUICK, "setting": TINY["SINKS"]}, 0)
+    assert data["left_out"].tolist() == ["grad_norm"]  # NaN at the last recorded step
+    assert "grad_norm" not in data
+    for v in data.values():
+        assert v.dtype.kind != "f" or np.isfinite(v).all()
