@@ -340,3 +340,15 @@ def draw_experiment(data: dict):
         raise ValueError(f"data must be an experiment dict with 'experiment' in {sorted(DRAW)}; "
                          f"got {name!r}")
     return DRAW[name](flat)
+
+
+def figure_parts(name: str, draw_fn):
+    """(CONFIG, QUICK, SEED, compute, draw) for the figure module of training figure ``name``
+    (a key of ``overmix.sims.train_figures.FIGURES``): the compute side from sims, the
+    drawing from here."""
+    from overmix.sims.train_figures import FIGURES
+
+    if name not in FIGURES:
+        raise ValueError(f"name must be one of {sorted(FIGURES)}; got {name!r}")
+    fig = FIGURES[name]
+    return fig.CONFIG, fig.QUICK, fig.SEED, fig.compute, draw_fn

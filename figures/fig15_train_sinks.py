@@ -20,13 +20,8 @@ large residual norm there (residual-state peak).
 
 from __future__ import annotations
 
-from overmix.figures._train import draw_sinks as draw
-from overmix.sims.train_figures import FIGURES
+from overmix.figures._train import draw_sinks, figure_parts
 
-_FIGURE = FIGURES["train_sinks"]
-CONFIG = _FIGURE.CONFIG
-QUICK = _FIGURE.QUICK
-SEED = _FIGURE.SEED
-compute = _FIGURE.compute
+CONFIG, QUICK, SEED, compute, draw = figure_parts("train_sinks", draw_sinks)
 
 __all__ = ["CONFIG", "QUICK", "SEED", "compute", "draw"]

@@ -14,13 +14,8 @@ contexts, many at the longest.
 
 from __future__ import annotations
 
-from overmix.figures._train import draw_context as draw
-from overmix.sims.train_figures import FIGURES
+from overmix.figures._train import draw_context, figure_parts
 
-_FIGURE = FIGURES["train_context"]
-CONFIG = _FIGURE.CONFIG
-QUICK = _FIGURE.QUICK
-SEED = _FIGURE.SEED
-compute = _FIGURE.compute
+CONFIG, QUICK, SEED, compute, draw = figure_parts("train_context", draw_context)
 
 __all__ = ["CONFIG", "QUICK", "SEED", "compute", "draw"]

@@ -12,13 +12,8 @@ sink heads grows with depth and with the number of heads.
 
 from __future__ import annotations
 
-from overmix.figures._train import draw_depth_heads as draw
-from overmix.sims.train_figures import FIGURES
+from overmix.figures._train import draw_depth_heads, figure_parts
 
-_FIGURE = FIGURES["train_depth_heads"]
-CONFIG = _FIGURE.CONFIG
-QUICK = _FIGURE.QUICK
-SEED = _FIGURE.SEED
-compute = _FIGURE.compute
+CONFIG, QUICK, SEED, compute, draw = figure_parts("train_depth_heads", draw_depth_heads)
 
 __all__ = ["CONFIG", "QUICK", "SEED", "compute", "draw"]

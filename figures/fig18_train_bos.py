@@ -12,13 +12,8 @@ removed at inference, while a model trained without it still sinks on the first 
 
 from __future__ import annotations
 
-from overmix.figures._train import draw_bos as draw
-from overmix.sims.train_figures import FIGURES
+from overmix.figures._train import draw_bos, figure_parts
 
-_FIGURE = FIGURES["train_bos"]
-CONFIG = _FIGURE.CONFIG
-QUICK = _FIGURE.QUICK
-SEED = _FIGURE.SEED
-compute = _FIGURE.compute
+CONFIG, QUICK, SEED, compute, draw = figure_parts("train_bos", draw_bos)
 
 __all__ = ["CONFIG", "QUICK", "SEED", "compute", "draw"]

@@ -17,13 +17,8 @@ sink logit and zero sink value provide by construction.
 
 from __future__ import annotations
 
-from overmix.figures._train import draw_interventions as draw
-from overmix.sims.train_figures import FIGURES
+from overmix.figures._train import draw_interventions, figure_parts
 
-_FIGURE = FIGURES["train_interventions"]
-CONFIG = _FIGURE.CONFIG
-QUICK = _FIGURE.QUICK
-SEED = _FIGURE.SEED
-compute = _FIGURE.compute
+CONFIG, QUICK, SEED, compute, draw = figure_parts("train_interventions", draw_interventions)
 
 __all__ = ["CONFIG", "QUICK", "SEED", "compute", "draw"]

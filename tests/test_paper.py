@@ -220,8 +220,10 @@ def test_figure_names_are_read_from_ovfig_calls(tmp_path):
     (tmp_path / "sections").mkdir()
     (tmp_path / "main.tex").write_text("\\ovfig{figA}{cap {nested}}{fig:a}\n")
     (tmp_path / "sections" / "s.tex").write_text("\\newcommand{\\ovfig}[3]{}\\ovfig{figB}{c}{l}"
-                                                 "\\ovfig{figA}{again}{fig:a2}\n")
-    assert paper_cmd.figure_names(tmp_path) == ["figA", "figB"]
+                                                 "\\ovfig{figA}{again}{fig:a2}\n"
+                                                 "% \\ovfig{NAME}{a comment includes nothing}{x}\n"
+                                                 "50\\% \\ovfig{figC}{after an escaped percent}{c}\n")
+    assert paper_cmd.figure_names(tmp_path) == ["figA", "figB", "figC"]
 
 
 # ---------------------------------------------------------------------------------------------

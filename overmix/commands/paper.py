@@ -671,7 +671,9 @@ def figure_names(paper) -> list[str]:
 
     names = []
     for tex in [paper / "main.tex", *sorted((paper / "sections").glob("*.tex"))]:
-        for name in re.findall(r"\\ovfig\{([^}]+)\}", tex.read_text(encoding="utf-8")):
+        # TeX comments (from an unescaped % to the end of the line) include nothing
+        text = re.sub(r"(?<!\\)%.*", "", tex.read_text(encoding="utf-8"))
+        for name in re.findall(r"\\ovfig\{([^}]+)\}", text):
             if name not in names:
                 names.append(name)
     return names
