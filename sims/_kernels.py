@@ -301,7 +301,6 @@ def _qkv_weights(WQ, WK, WV, l):
 def _head_forward(l, h, qkv, A_in, cos_t, sin_t, slopes, iflags, fvals, Qr, Kr, Val, A, Oh):
     """One head of layer l from the (already rounded) projections qkv (n, 3 H dk): rotated
     q and k, values, the attention map and the head output A Vc (MODEL.md steps 3-6)."""
-    n = qkv.shape[0]
     H, dk = Qr.shape[1], Qr.shape[3]
     pos, attention, code = iflags[2], iflags[5], iflags[9]
     c0 = fvals[2]
