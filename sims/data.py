@@ -105,11 +105,24 @@ def _sample_rows(cdf: np.ndarray, rows: np.ndarray, u: np.ndarray) -> np.ndarray
     return np.minimum(out, cdf.shape[1] - 1)  # u within rounding of 1
 
 
+class _OrdinaryTokensAndBOS:
+    """Vocabulary of a task: the ordinary tokens 0..n_tokens-1, then BOS (id n_tokens).
+    A subclass defines ``n_tokens``."""
+
+    @property
+    def vocab_size(self) -> int:
+        return self.n_tokens + 1
+
+    @property
+    def bos(self) -> int:
+        return self.n_tokens
+
+
 # ------------------------------------------------------------------------------------------
 # Bigram-Backcopy
 # ------------------------------------------------------------------------------------------
 @dataclass(frozen=True, eq=False)
-class BigramBackcopy:
+class BigramBackcopy(_OrdinaryTokensAndBOS):
     """A Bigram-Backcopy task (Guo et al. 2024, arXiv 2410.13835, Section 2).
 
     Attributes
@@ -131,14 +144,6 @@ class BigramBackcopy:
     @property
     def n_tokens(self) -> int:
         return self.transition.shape[0]
-
-    @property
-    def vocab_size(self) -> int:
-        return self.n_tokens + 1
-
-    @property
-    def bos(self) -> int:
-        return self.n_tokens
 
     @property
     def is_trigger(self) -> np.ndarray:
@@ -272,7 +277,7 @@ def trigger_mask(task: BigramBackcopy, tokens) -> np.ndarray:
 # packed documents
 # ------------------------------------------------------------------------------------------
 @dataclass(frozen=True, eq=False)
-class PackedDocuments:
+class PackedDocuments(_OrdinaryTokensAndBOS):
     """Documents from ``n_chains`` random Markov chains, packed into contexts.
 
     Attributes
@@ -293,14 +298,6 @@ class PackedDocuments:
     @property
     def n_tokens(self) -> int:
         return self.chains.shape[1]
-
-    @property
-    def vocab_size(self) -> int:
-        return self.n_tokens + 1
-
-    @property
-    def bos(self) -> int:
-        return self.n_tokens
 
 
 def packed_documents_task(n_tokens: int = 32, n_chains: int = 4, *, min_len: int = 8,
