@@ -12,56 +12,28 @@ from __future__ import annotations
 import dataclasses
 import math
 
-import numpy as np
 import pytest
 
 from overmix.sims import checks_a, verify, verify_a
+from verify_rows import assert_quick_row_holds, assert_section_registered, checks, plus, times
 
 A_IDS = [f"A{k}" for k in range(1, 11)]
 
 
-def _checks():
-    return {c.id: c for c in verify.all_checks()}
-
-
 def test_every_section_a_result_is_registered_once_with_a_short_row():
-    checks = _checks()
-    assert sorted((k for k in checks if k.startswith("A")), key=lambda k: int(k[1:])) == A_IDS
-    for cid in A_IDS:
-        c = checks[cid]
-        assert c.fn.__module__ == "overmix.sims.verify_a"
-        assert 0 < len(c.statement) <= 70 and c.source
-        assert c.kind in verify.KINDS and c.rtol >= 0
-        # rtol is float slack, never room for a statement: far below any allowed deviation.
-        assert c.rtol <= 1e-8
-    with pytest.raises(ValueError, match="A3"):
-        verify.register("A3", "again", "x", kind="fact", rtol=0.0)(lambda quick, rng: None)
+    assert_section_registered(A_IDS, "overmix.sims.verify_a", max_statement=70,
+                              duplicate="A3", kind="fact")
 
 
 @pytest.mark.parametrize("cid", A_IDS)
 def test_quick_check_holds_every_statement(cid):
-    row = verify.run_check(_checks()[cid], quick=True)
-    assert row.error == "", row.error
-    assert row.cases > 0 and row.violations == 0, (row.max, row.note)
-    assert np.isfinite(row.max)
+    assert_quick_row_holds(cid)
 
 
 def test_same_seed_gives_the_same_row():
-    c = _checks()["A5"]
+    c = checks()["A5"]
     a, b = verify.run_check(c, quick=True, seed=3), verify.run_check(c, quick=True, seed=3)
     assert (a.cases, a.violations, a.max, a.median) == (b.cases, b.violations, b.max, b.median)
-
-
-def _times(fn, factor):
-    def broken(*args, **kwargs):
-        return fn(*args, **kwargs) * factor
-    return broken
-
-
-def _plus(fn, delta):
-    def broken(*args, **kwargs):
-        return fn(*args, **kwargs) + delta
-    return broken
 
 
 def _rate_power(fn):
@@ -86,14 +58,14 @@ def _doubled_output(fn):
 
 # (id, module holding the name, function, how to break it)
 BROKEN = [
-    ("A1", checks_a, "path_bound", lambda f: _times(f, 0.5)),
-    ("A2", verify_a, "path_bound", lambda f: _times(f, 1 + 1e-9)),
-    ("A3", verify_a, "path_count", lambda f: _plus(f, 1)),
+    ("A1", checks_a, "path_bound", lambda f: times(f, 0.5)),
+    ("A2", verify_a, "path_bound", lambda f: times(f, 1 + 1e-9)),
+    ("A3", verify_a, "path_count", lambda f: plus(f, 1)),
     ("A4", verify_a, "rollout_log_rate", _rate_power),
-    ("A5", checks_a, "sink_cut_bound", lambda f: _times(f, 0.5)),
-    ("A6", verify_a, "min_sink_mass", lambda f: _times(f, 1 - 1e-6)),
-    ("A7", verify_a, "sink_logit_needed", lambda f: _plus(f, 1e-6)),
-    ("A8", verify_a, "sink_scores", lambda f: _times(f, 1 + 1e-9)),
+    ("A5", checks_a, "sink_cut_bound", lambda f: times(f, 0.5)),
+    ("A6", verify_a, "min_sink_mass", lambda f: times(f, 1 - 1e-6)),
+    ("A7", verify_a, "sink_logit_needed", lambda f: plus(f, 1e-6)),
+    ("A8", verify_a, "sink_scores", lambda f: times(f, 1 + 1e-9)),
     ("A9", verify_a, "budget_sink_fraction", _falls_with_heads),
     ("A10", verify_a, "forward", _doubled_output),
 ]
@@ -107,6 +79,6 @@ def test_every_a_id_has_a_broken_variant():
 def test_a_broken_theory_function_is_reported_as_violations(cid, module, name, breaker,
                                                             monkeypatch):
     monkeypatch.setattr(module, name, breaker(getattr(module, name)))
-    row = verify.run_check(_checks()[cid], quick=True)
+    row = verify.run_check(checks()[cid], quick=True)
     assert row.error == "", row.error
     assert row.violations > 0, (cid, name, row.max)
