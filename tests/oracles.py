@@ -169,7 +169,7 @@ def _act(kind, u):
     raise ValueError(f"unknown act {kind!r}")
 
 
-def rope_thetas(d_head, base, fraction):
+def rope_thetas(d_head, base=10000.0, fraction=1.0):
     """theta_m = base^(-2m/d_k), m = 0..d_k/2-1; theta_m = 0 for m >= K = ceil(p d_k/2 - 1e-9)."""
     th = base ** (-2.0 * np.arange(d_head // 2) / d_head)
     K = math.ceil(fraction * d_head / 2 - 1e-9)
@@ -177,15 +177,19 @@ def rope_thetas(d_head, base, fraction):
     return th
 
 
+def rope_rotate_at(X, pos, th):
+    """Rotate pair (2m, 2m+1) of row i by angle pos[i]*theta_m (counter-clockwise)."""
+    a = np.outer(pos, th)
+    c, s = np.cos(a), np.sin(a)
+    out = X.copy()
+    out[:, 0::2] = X[:, 0::2] * c - X[:, 1::2] * s
+    out[:, 1::2] = X[:, 0::2] * s + X[:, 1::2] * c
+    return out
+
+
 def rope_rotate(Y, th):
     """Rotate pair (2m, 2m+1) of row i by angle i*theta_m (counter-clockwise)."""
-    n = Y.shape[0]
-    a = np.outer(np.arange(n, dtype=np.float64), th)
-    c, s = np.cos(a), np.sin(a)
-    out = Y.copy()
-    out[:, 0::2] = Y[:, 0::2] * c - Y[:, 1::2] * s
-    out[:, 1::2] = Y[:, 0::2] * s + Y[:, 1::2] * c
-    return out
+    return rope_rotate_at(Y, np.arange(Y.shape[0], dtype=np.float64), th)
 
 
 def sinusoidal_table(n, d):

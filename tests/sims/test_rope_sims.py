@@ -2,7 +2,8 @@
 
 The model's own kernels compute the logits (``overmix.sims.attention_logits`` /
 ``attention_weights`` / ``forward``), with their own RoPE angles; the expected values are
-THEORY.md's plain-NumPy oracles written here (``th``, ``rope``, each item's "Oracle:"), and
+THEORY.md's plain-NumPy oracles (``th``, ``rope`` from tests/oracles.py, each item's
+"Oracle:" line), and
 the closed forms of overmix.theory are compared with both.
 
 Tolerances: logits rel. 1e-12 of |s| |q_i| |k_j| (the kernel rotates rows by i theta and
@@ -23,24 +24,9 @@ from hypothesis.extra import numpy as hnp
 
 import overmix.sims as sims
 from overmix import theory as T
+from oracles import rope_rotate_at as rope_oracle, rope_thetas as th_oracle
 
 RTOL = 1e-12
-
-
-def th_oracle(dk, base=10000.0, p=1.0):
-    K = math.ceil(p * dk / 2 - 1e-9)
-    th = base ** (-2 * np.arange(dk // 2) / dk)
-    th[K:] = 0.0
-    return th
-
-
-def rope_oracle(X, pos, th):
-    a = np.outer(pos, th)
-    c, sn = np.cos(a), np.sin(a)
-    Y = X.copy()
-    Y[:, 0::2] = X[:, 0::2] * c - X[:, 1::2] * sn
-    Y[:, 1::2] = X[:, 0::2] * sn + X[:, 1::2] * c
-    return Y
 
 
 def logits_oracle(Q, K, th, s):
@@ -284,7 +270,6 @@ def test_rotating_pair_loses_a_semantic_target_to_a_rearranged_distractor():
 def test_p_rope_semantic_head_ignores_where_the_target_sits(p):
     dk, base, n = 16, 1e4, 1024
     s = 1 / math.sqrt(dk)
-    th = th_oracle(dk, base, p)
     K = math.ceil(p * dk / 2 - 1e-9)
     rng = np.random.default_rng(int(100 * p))
     q = np.zeros(dk)

@@ -1,7 +1,7 @@
 """Tests of overmix.theory.rope: THEORY.md C1-C5 and C9, without the simulations.
 
-Oracles are the plain-NumPy lines of THEORY.md section C, written here and importing nothing
-from overmix (``th``, ``B``, ``rope`` below and each item's "Oracle:" line).
+Oracles are the plain-NumPy lines of THEORY.md section C, importing nothing from overmix
+(``th`` and ``rope`` from tests/oracles.py, ``B`` below and each item's "Oracle:" line).
 
 Tolerances (float64, u = 2^-53):
 - A RoPE logit is a sum of d_k products whose angles r theta_m are rounded once (relative
@@ -22,29 +22,14 @@ from hypothesis.extra import numpy as hnp
 from scipy.special import sici
 
 from overmix.theory import rope as R
+from oracles import rope_rotate_at as rope_oracle, rope_thetas as th_oracle
 
 U = 2.0**-53
 
 
 # --------------------------------------------------------------------------- oracles (THEORY.md C)
-def th_oracle(dk, base=10000.0, p=1.0):
-    K = math.ceil(p * dk / 2 - 1e-9)
-    th = base ** (-2 * np.arange(dk // 2) / dk)
-    th[K:] = 0.0
-    return th
-
-
 def B_oracle(r, th):
     return np.cos(np.outer(np.atleast_1d(r), th)).sum(1)
-
-
-def rope_oracle(X, pos, th):
-    a = np.outer(pos, th)
-    c, sn = np.cos(a), np.sin(a)
-    Y = X.copy()
-    Y[:, 0::2] = X[:, 0::2] * c - X[:, 1::2] * sn
-    Y[:, 1::2] = X[:, 0::2] * sn + X[:, 1::2] * c
-    return Y
 
 
 def logit_oracle(q, k, r, th, s):

@@ -16,24 +16,9 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from overmix.theory import rope_context as C
+from oracles import rope_rotate_at as rope_oracle, rope_thetas as th_oracle
 
 U = 2.0**-53
-
-
-def th_oracle(dk, base=10000.0, p=1.0):
-    K = math.ceil(p * dk / 2 - 1e-9)
-    th = base ** (-2 * np.arange(dk // 2) / dk)
-    th[K:] = 0.0
-    return th
-
-
-def rope_oracle(X, pos, th):
-    a = np.outer(pos, th)
-    c, sn = np.cos(a), np.sin(a)
-    Y = X.copy()
-    Y[:, 0::2] = X[:, 0::2] * c - X[:, 1::2] * sn
-    Y[:, 1::2] = X[:, 0::2] * sn + X[:, 1::2] * c
-    return Y
 
 
 d_heads = st.integers(1, 16).map(lambda h: 2 * h)

@@ -1,6 +1,7 @@
 """Tests of overmix.theory.rope_heads: THEORY.md C6, C7, C8, C10, without the simulations.
 
-Oracles are THEORY.md's plain-NumPy lines, written here, importing nothing from overmix.
+Oracles are THEORY.md's plain-NumPy lines, written here or in tests/oracles.py (``th``),
+importing nothing from overmix.
 Tolerances: attention weights are softmaxes of at most a few hundred terms whose logits carry
 angle rounding u |r theta| (u = 2^-53); 1e-12 absolute covers them for the strengths used
 (a <= 1e4: a * u * n * |r theta| < 1e-12 * ... checked case by case below).
@@ -18,13 +19,7 @@ from hypothesis.extra import numpy as hnp
 
 from overmix.theory import rope as R
 from overmix.theory import rope_heads as H
-
-
-def th_oracle(dk, base=10000.0, p=1.0):
-    K = math.ceil(p * dk / 2 - 1e-9)
-    th = base ** (-2 * np.arange(dk // 2) / dk)
-    th[K:] = 0.0
-    return th
+from oracles import rope_thetas as th_oracle
 
 
 def softmax(a):
