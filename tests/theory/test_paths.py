@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 
 from overmix.theory import (fit_log_rate, head_path_count, path_bound, path_count, rollout,
                             rollout_distance, rollout_log_rate, rollout_rate, row_tolerance)
+from oracles import mask_matrix
 
 RTOL = 1e-12
 
@@ -30,21 +31,11 @@ RTOL = 1e-12
 # ------------------------------------------------------------------------------------------
 # oracles and builders (plain NumPy)
 # ------------------------------------------------------------------------------------------
-def visible(n, mask):
-    i = np.arange(n)[:, None]
-    j = np.arange(n)[None, :]
-    if mask == "full":
-        return np.ones((n, n), dtype=bool)
-    if mask == "causal":
-        return j <= i
-    return (j <= i) & (j > i - mask[1])
-
-
 def random_attention(rng, L, H, n, mask="causal", sink=0.0):
     """Softmax of random logits over the visible keys; ``sink`` adds a logit to key 0."""
     S = rng.normal(size=(L, H, n, n)) * 2.0
     S[..., 1:, 0] += sink
-    vis = visible(n, mask)
+    vis = mask_matrix(mask, n)
     S = np.where(vis, S, -np.inf)
     S -= S.max(-1, keepdims=True)
     A = np.exp(S)
@@ -155,7 +146,7 @@ def test_last_token_self_entry_is_the_single_self_path(case):
     if mask == "full":
         mask = "causal"
         n = A.shape[-1]
-        A = A * visible(n, "causal")
+        A = A * mask_matrix("causal", n)
         A = A / A.sum(-1, keepdims=True)
     got = path_bound(A, value_norms=W, mask=mask)[-1]
     expected = np.prod(1.0 + (W * A[:, :, -1, -1]).sum(axis=1))
