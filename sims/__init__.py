@@ -8,14 +8,15 @@ from .precision import round_to, UNIT_ROUNDOFF
 from .positions import rope_thetas, alibi_slopes, sinusoidal_table
 from .attention import attention_logits, attention_weights
 from .batch import (BatchTrace, batch_forward, batch_last_token_jacobian, batch_sensitivity,
-                    params_for_seeds, SavedBatch, batch_forward_saved, batch_backward)
+                    params_for_seeds, SavedBatch, Workspace, batch_forward_saved,
+                    batch_backward)
 
 __all__ = [
     "StackConfig", "Params", "init_params", "param_shapes", "Trace", "forward", "VJP", "vjp",
     "last_token_jacobian", "sensitivity", "perturbation_spread", "round_to", "UNIT_ROUNDOFF",
     "rope_thetas", "alibi_slopes", "sinusoidal_table", "attention_logits", "attention_weights",
     "BatchTrace", "batch_forward", "batch_last_token_jacobian", "batch_sensitivity", "params_for_seeds",
-    "SavedBatch", "batch_forward_saved", "batch_backward",
+    "SavedBatch", "Workspace", "batch_forward_saved", "batch_backward",
 ]
 
 # adapters from a stack to the inputs of the section-A bounds, and the A10 if-else head

@@ -802,13 +802,29 @@ def forward_saved_many(WQ, WK, WV, WO, g1, g2, W1, b1, W2, b2, g3, X, A_in, cos_
 @njit(cache=True, nogil=True)
 def backward_many(WQ, WK, WV, WO, g1, g2, W1, b1, W2, b2, g3, cos_t, sin_t, iflags, fvals,
                   hidden, xh1, r1, U1, Qr, Kr, Val, A, Oh, Z, xh2, r2, U2, Hpre, Hact, xh3, r3,
-                  dOut, frozen, dX, dWQ, dWK, dWV, dWO, dg1, dg2, dW1, db1, dW2, db2, dg3, s0, s1):
-    """Reverse passes of runs s = s0..s1-1 of :func:`forward_saved_many`; run s has one
-    cotangent dOut[s] (n, 1, d) and writes dX[s] and its own parameter-cotangent slot [s]."""
-    for s in range(s0, s1):
-        backward(WQ, WK, WV, WO, g1, g2, W1, b1, W2, b2, g3, cos_t, sin_t, iflags, fvals,
-                 hidden[s], xh1[s], r1[s], U1[s], Qr[s], Kr[s], Val[s], A[s], Oh[s], Z[s], xh2[s],
-                 r2[s], U2[s], Hpre[s], Hact[s], xh3[s], r3[s], dOut[s], frozen, True, dX[s],
-                 dWQ[s], dWK[s], dWV[s], dWO[s], dg1[s], dg2[s], dW1[s], db1[s], dW2[s], db2[s],
-                 dg3[s])
+                  dOut, frozen, group, dX, dWQ, dWK, dWV, dWO, dg1, dg2, dW1, db1, dW2, db2, dg3,
+                  c0, c1):
+    """Reverse passes of the runs of :func:`forward_saved_many`, in groups c = c0..c1-1 of
+    ``group`` consecutive runs; run s has one cotangent dOut[s] (n, 1, d) and writes dX[s].
+    The parameter cotangents of group c are summed, run after run, into slot [c] (zeroed
+    here): a fixed grouping, so the bits do not depend on how groups are spread on threads."""
+    S = dOut.shape[0]
+    for c in range(c0, c1):
+        dWQ[c] = 0.0
+        dWK[c] = 0.0
+        dWV[c] = 0.0
+        dWO[c] = 0.0
+        dg1[c] = 0.0
+        dg2[c] = 0.0
+        dW1[c] = 0.0
+        db1[c] = 0.0
+        dW2[c] = 0.0
+        db2[c] = 0.0
+        dg3[c] = 0.0
+        for s in range(c * group, min(S, (c + 1) * group)):
+            backward(WQ, WK, WV, WO, g1, g2, W1, b1, W2, b2, g3, cos_t, sin_t, iflags, fvals,
+                     hidden[s], xh1[s], r1[s], U1[s], Qr[s], Kr[s], Val[s], A[s], Oh[s], Z[s],
+                     xh2[s], r2[s], U2[s], Hpre[s], Hact[s], xh3[s], r3[s], dOut[s], frozen, True,
+                     dX[s], dWQ[c], dWK[c], dWV[c], dWO[c], dg1[c], dg2[c], dW1[c], db1[c],
+                     dW2[c], db2[c], dg3[c])
     return 0

@@ -31,7 +31,7 @@ from typing import Callable
 
 import numpy as np
 
-from .batch import batch_backward, batch_forward_saved
+from .batch import Workspace, batch_backward, batch_forward_saved
 from .config import StackConfig
 from .params import PARAM_NAMES, Params, init_params
 
@@ -395,14 +395,14 @@ def loss(cfg: LMConfig, params: LMParams, inputs, targets, weights=None) -> floa
     return _forward_loss(cfg, params, inputs, targets, weights)[0]
 
 
-def _forward_loss(cfg, params, inputs, targets, weights):
+def _forward_loss(cfg, params, inputs, targets, weights, workspace=None):
     if not isinstance(cfg, LMConfig):
         raise TypeError(f"cfg must be an LMConfig; got {type(cfg).__name__}")
     if not isinstance(params, LMParams):
         raise TypeError(f"params must be an LMParams; got {type(params).__name__}")
     p = params.checked(cfg)
     x, y, w = _checked_tokens(cfg, inputs, targets, weights)
-    saved = batch_forward_saved(cfg.stack, p.stack, _embed(cfg, p, x))
+    saved = batch_forward_saved(cfg.stack, p.stack, _embed(cfg, p, x), workspace=workspace)
     Y = saved.output
     logp = _log_softmax(Y @ _unembedding(p))
     nll = -np.take_along_axis(logp, y[..., None], axis=-1)[..., 0]
@@ -410,7 +410,8 @@ def _forward_loss(cfg, params, inputs, targets, weights):
     return float((w * nll).sum() / W), (p, x, y, w, W, saved, logp)
 
 
-def loss_and_grad(cfg: LMConfig, params: LMParams, inputs, targets, weights=None) -> LossGrad:
+def loss_and_grad(cfg: LMConfig, params: LMParams, inputs, targets, weights=None, *,
+                  workspace: Workspace | None = None) -> LossGrad:
     """The loss of :func:`loss` and its exact gradient with respect to every weight.
 
     The cotangent on the logits is w (softmax(z) - onehot(y)) / sum(w); it flows back to Y
@@ -418,6 +419,10 @@ def loss_and_grad(cfg: LMConfig, params: LMParams, inputs, targets, weights=None
     mode through the forward kernels, summed over sequences), and into E by scattering dX
     over the token ids (plus the unembedding's share when tied) and into P by summing dX
     over sequences.
+
+    A training loop passes one :class:`overmix.sims.Workspace` to every call, so the
+    forward pass's saved arrays are made once (``attn`` of the result then lives in the
+    workspace and is overwritten by the next call with it).
 
     Returns
     -------
@@ -433,7 +438,8 @@ def loss_and_grad(cfg: LMConfig, params: LMParams, inputs, targets, weights=None
     >>> bool(abs(r.loss - loss(cfg, p, x[:, :-1], x[:, 1:])) == 0), r.grads.E.shape
     (True, (5, 8))
     """
-    value, (p, x, y, w, W, saved, logp) = _forward_loss(cfg, params, inputs, targets, weights)
+    value, (p, x, y, w, W, saved, logp) = _forward_loss(cfg, params, inputs, targets, weights,
+                                                        workspace)
     S, n = x.shape
     V, d = cfg.vocab_size, cfg.stack.d_model
     dz = np.exp(logp)
@@ -749,10 +755,11 @@ def train(cfg: LMConfig, tc: TrainConfig, data: Callable[[int], np.ndarray], eva
     pd = p.as_dict()
     record = set(tc.record_steps())
     attn_keep = set(tc.attn_steps)
+    train_ws, eval_ws = Workspace(), Workspace()  # memory reused by every step
 
     def evaluate(step, batch_loss, gnorm, params_dict):
         lp = LMParams.from_dict(params_dict)
-        ev_loss, (_, _, _, _, _, saved, _) = _forward_loss(cfg, lp, ex, ey, ew)
+        ev_loss, (_, _, _, _, _, saved, _) = _forward_loss(cfg, lp, ex, ey, ew, eval_ws)
         metric, scores = _sink_stats(saved.attn, tc)
         history.steps.append(step)
         history.loss.append(ev_loss if batch_loss is None else batch_loss)
@@ -779,7 +786,7 @@ def train(cfg: LMConfig, tc: TrainConfig, data: Callable[[int], np.ndarray], eva
             raise ValueError(f"data(step) must give batch_size = {tc.batch_size} sequences; "
                              f"got {x.shape[0]}")
         try:
-            r = loss_and_grad(cfg, LMParams.from_dict(pd), x, y, w)
+            r = loss_and_grad(cfg, LMParams.from_dict(pd), x, y, w, workspace=train_ws)
         except FloatingPointError as err:
             raise diverged(step, f"the forward pass overflowed ({err})") from err
         g = r.grads.as_dict()

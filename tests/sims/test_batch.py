@@ -134,3 +134,79 @@ def test_batch_bad_input_names_the_argument():
     wrong = dataclasses.replace(ps[1], W_Q=np.ones((1, 1, 4, 3)))
     with pytest.raises(ValueError, match="W_Q"):
         sims.batch_forward(cfg, [ps[0], wrong], np.ones((3, 4)))
+
+
+# ---- Workspace: memory reused between calls (the training loop) ----
+
+
+def _minibatch(cfg, S_, n, seed):
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((S_, n, cfg.d_model)), rng.standard_normal((S_, n, cfg.d_model))
+
+
+def _fwd_bwd(cfg, p, X, C, ws):
+    """(every saved array and the output, dX, parameter cotangents), copied out of ws."""
+    saved = sims.batch_forward_saved(cfg, p, X, workspace=ws)
+    arrays = [a.copy() for a in saved.arrays + (saved.output,)]
+    dX, dP = sims.batch_backward(saved, C)
+    return arrays + [dX.copy()], dP
+
+
+def _same(got, want):
+    return all(np.array_equal(a, b) for a, b in zip(got[0], want[0])) and got[1] == want[1]
+
+
+def test_workspace_results_equal_fresh_memory_bit_for_bit():
+    # the second call through the workspace reads buffers full of the first call's values:
+    # any buffer the kernels read before writing would show up as a difference
+    # (a window mask and cotangents on the last row only: the reverse pass never touches the
+    # early rows of dX, which must read as zero)
+    cfg = sims.StackConfig(n_layers=2, d_model=8, n_heads=2, pos="rope", sink_logit=0.5,
+                           mask=("window", 2))
+    p = sims.init_params(cfg, 3)
+    ws = sims.Workspace()
+    _fwd_bwd(cfg, p, *_minibatch(cfg, 5, 7, 1), ws)
+    X, C = _minibatch(cfg, 5, 7, 2)
+    C[:, :-1] = 0.0
+    assert _same(_fwd_bwd(cfg, p, X, C, ws), _fwd_bwd(cfg, p, X, C, None))
+
+
+def test_workspace_follows_a_change_of_config():
+    # same shapes, MLP switched off: the saved MLP arrays, which the new config never
+    # writes, must read as zero (as with fresh memory), not keep the old config's values
+    on = sims.StackConfig(n_layers=1, d_model=8, n_heads=2)
+    off = dataclasses.replace(on, mlp=False)
+    ws = sims.Workspace()
+    X, C = _minibatch(on, 3, 5, 0)
+    _fwd_bwd(on, sims.init_params(on, 0), X, C, ws)
+    p = sims.init_params(off, 1)
+    assert _same(_fwd_bwd(off, p, X, C, ws), _fwd_bwd(off, p, X, C, None))
+
+
+def test_workspace_refuses_a_saved_batch_it_has_overwritten():
+    cfg = sims.StackConfig(n_layers=1, d_model=4, n_heads=1)
+    p = sims.init_params(cfg, 0)
+    ws = sims.Workspace()
+    X, C = _minibatch(cfg, 2, 3, 0)
+    old = sims.batch_forward_saved(cfg, p, X, workspace=ws)
+    sims.batch_forward_saved(cfg, p, X + 1.0, workspace=ws)
+    with pytest.raises(ValueError, match="Workspace"):
+        sims.batch_backward(old, C)
+    with pytest.raises(TypeError, match="workspace"):
+        sims.batch_forward_saved(cfg, p, X, workspace={})
+
+
+def test_batch_backward_does_not_depend_on_the_thread_count():
+    # parameter cotangents are summed in fixed groups of sequences, not per thread
+    cfg = sims.StackConfig(n_layers=2, d_model=8, n_heads=2, pos="rope")
+    p = sims.init_params(cfg, 0)
+    X, C = _minibatch(cfg, 37, 6, 4)  # 37 sequences: groups of 3, the last one short
+    before = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        one = _fwd_bwd(cfg, p, X, C, None)
+        numba.set_num_threads(max(2, before) if numba.config.NUMBA_NUM_THREADS >= 2 else 1)
+        many = _fwd_bwd(cfg, p, X, C, None)
+    finally:
+        numba.set_num_threads(before)
+    assert _same(one, many)
