@@ -61,6 +61,21 @@ def fd_directional(f, h=1e-4):
     return (-f(2 * h) + 8 * f(h) - 8 * f(-h) + f(-2 * h)) / (12 * h)
 
 
+def fd_converged(f, tol):
+    """fd_directional at the largest step h in (1e-4, 1e-5) whose estimate agrees with the
+    one at h / 10 to within tol (else the one at 1e-6). Near a point where a norm's centred
+    input is tiny (d_model = 2 and layer norm: x1 ~ x2) the loss has curvature ~ |c|^-3 and
+    h = 1e-4 is too coarse: seen for E, 3.46053 at h = 1e-4, 3.4607562 at 1e-5 and 1e-6,
+    reverse mode 3.4607562. Requiring two steps to agree keeps the tolerance as it is."""
+    prev = fd_directional(f, 1e-4)
+    for h in (1e-5, 1e-6):
+        cur = fd_directional(f, h)
+        if abs(cur - prev) <= tol:
+            return prev
+        prev = cur
+    return prev
+
+
 def model_md(cfg):
     """cfg with branch_scale = 1 when residual is off: MODEL.md step 7 applies no branch
     scale without a residual (Z = O), but the sims kernels (at the time of writing) do; the
@@ -99,6 +114,9 @@ def test_loss_matches_the_numpy_oracle(cfg, tied, table, weighted, seed, n):
          seed=0, n=4)
 @example(cfg=StackConfig(n_layers=1, d_model=4, n_heads=1, sink_logit=3.0, sink_value_scale=0.0),
          tied=True, table=False, seed=1, n=3)
+@example(cfg=StackConfig(n_layers=1, d_model=2, n_heads=1, d_ff=1, norm="layer",
+                         final_norm="layer", residual=False, mlp=False, weight_scale=0.5),
+         tied=False, table=False, seed=1, n=1)  # the ill-conditioned point of fd_converged
 @settings(max_examples=12)
 def test_every_gradient_matches_central_differences_of_the_oracle(cfg, tied, table, seed, n):
     cfg = model_md(cfg)
@@ -130,9 +148,10 @@ def test_every_gradient_matches_central_differences_of_the_oracle(cfg, tied, tab
                 q = dict(base)
                 q[k] = base[k] + h * v
                 return oracle_loss(cfg, q, x, y)
-            fd = fd_directional(f)
+            tol = GRAD_RTOL * scale * np.linalg.norm(v)
+            fd = fd_converged(f, tol)
             an = float(np.vdot(g[k], v))
-            assert abs(fd - an) <= GRAD_RTOL * scale * np.linalg.norm(v), (k, fd, an, gn)
+            assert abs(fd - an) <= tol, (k, fd, an, gn)
 
 
 def test_untrained_position_table_rows_get_zero_gradient():

@@ -192,3 +192,20 @@ def test_vjp_params_grad_false_returns_none():
     p = sims.init_params(cfg, 0)
     X = np.ones((3, 4))
     assert sims.vjp(cfg, p, X, np.ones((3, 4)), params_grad=False).params is None
+
+
+@pytest.mark.parametrize("b", [0.0, 1e-200, -3e-160, 5e-324])
+def test_gelu_reverse_pass_at_zero_and_tiny_preactivations(b):
+    # W1 = 0 makes every MLP pre-activation u = b1 exactly. The reverse pass computes the
+    # GELU derivative as (2 y / u - 1) from the saved activation, vectorised: u = 0 divides by
+    # zero and tiny u leaves y subnormal, and these entries must come out as psi'(0) = 1/2
+    # (so db1 is finite and equals the complex-step gradient), never NaN.
+    cfg = sims.StackConfig(n_layers=1, d_model=4, n_heads=2, act="gelu")
+    p = sims.init_params(cfg, 0)
+    p = type(p)(**{**O.param_dict(p), "W1": np.zeros_like(p.W1), "b1": np.full_like(p.b1, b)})
+    rng = np.random.default_rng(1)
+    X, C = rng.standard_normal((3, 4)), rng.standard_normal((3, 4))
+    g = sims.vjp(cfg, p, X, C)
+    want = O.cs_param_grad(cfg, p, X, C, "b1")
+    assert np.isfinite(g.params.b1).all()
+    assert O.rel_err(g.params.b1, want) <= VJP_RTOL
