@@ -150,6 +150,27 @@ def _act(u, kind, code):
 
 
 @njit(error_model="numpy", cache=True)
+def _gelu_row64(u, b, y, work):
+    """In place u += b, then y = GELU(u) (:func:`_act` in float64, same operations, same
+    bits) for one row: the polynomial and the final products in loops the compiler
+    vectorises, only the exponentials one by one (with the float64 softmax row below: the
+    forward pass of one sequence at (L, d, H, n) = (2, 64, 4, 128) took 2.0 ms instead of
+    2.7 ms)."""
+    f = u.shape[0]
+    k = math.sqrt(2.0 / math.pi)
+    for a in range(f):
+        ua = u[a] + b[a]
+        u[a] = ua
+        work[a] = 2.0 * (k * (ua + 0.044715 * ua * ua * ua))
+    for a in range(f):
+        work[a] = math.exp(work[a])
+    for a in range(f):
+        ua = u[a]
+        y[a] = 0.5 * ua * (1.0 + (1.0 - 2.0 / (work[a] + 1.0)))
+    return 0
+
+
+@njit(error_model="numpy", cache=True)
 def _act_grad(u, y, kind):
     """psi'(u) given y = psi(u) from the float64 forward pass (the reverse pass is float64).
 
@@ -254,6 +275,10 @@ def _softmax_head(Qr, Kr, slope, iflags, fvals, code, A):
         for i in range(i0, i1):
             row = S[i - i0]
             jlo, jhi = _key_range(i, n, mask, window)
+            if code == 0:
+                _softmax_row64(row[jlo - j0:jhi + 1 - j0], i, jlo, scale, pos == 2, slope, sink,
+                               A[i])
+                continue
             mx = -np.inf
             for j in range(jlo, jhi + 1):
                 s = round_scalar(scale * row[j - j0], code)
@@ -274,6 +299,36 @@ def _softmax_head(Qr, Kr, slope, iflags, fvals, code, A):
                 A[i, j] = 0.0
             for j in range(jlo, jhi + 1):
                 A[i, j] = round_scalar(row[j - j0] / tot, code)
+    return 0
+
+
+@njit(error_model="numpy", cache=True)
+def _softmax_row64(s, i, jlo, scale, alibi, slope, sink, out):
+    """Row i of the attention map in float64 from its visible raw logits s (keys jlo..),
+    in place: the same operations in the same order as the per-entry rounding path of
+    :func:`_softmax_head` (so the same bits), in loops without calls or branches where
+    possible, which the compiler vectorises."""
+    w = s.shape[0]
+    for j in range(w):
+        s[j] = scale * s[j]
+    if alibi:
+        for j in range(w):
+            s[j] = s[j] - slope * abs(i - (jlo + j))
+    if jlo == 0 and i > 0 and sink != 0.0:
+        s[0] = s[0] + sink
+    mx = -np.inf
+    for j in range(w):
+        if s[j] > mx:
+            mx = s[j]
+    tot = 0.0
+    for j in range(w):
+        e = math.exp(s[j] - mx)
+        s[j] = e
+        tot += e
+    out[:jlo] = 0.0
+    out[jlo + w:] = 0.0
+    for j in range(w):
+        out[jlo + j] = s[j] / tot
     return 0
 
 
@@ -372,6 +427,7 @@ def forward(WQ, WK, WV, WO, g1, g2, W1, b1, W2, b2, g3, X, A_in, cos_t, sin_t, s
     bs = fvals[3] if residual else 1.0  # MODEL.md steps 7-8: the branch scale multiplies branches only
     hidden[0] = X
     Ocat = np.empty((n, H * dk))
+    ework = np.empty(f)
     for l in range(L):
         V = hidden[l]
         _norm_rows(V, g1[l], norm, eps, code, xh1[l], r1[l], U1[l])
@@ -391,6 +447,9 @@ def forward(WQ, WK, WV, WO, g1, g2, W1, b1, W2, b2, g3, X, A_in, cos_t, sin_t, s
             _norm_rows(Z[l], g2[l], norm, eps, code, xh2[l], r2[l], U2[l])
             hp = np.dot(U2[l], W1[l])
             for i in range(n):
+                if code == 0 and act == 0:
+                    _gelu_row64(hp[i], b1[l], Hact[l, i], ework)
+                    continue
                 for a in range(f):
                     hp[i, a] = round_scalar(hp[i, a] + b1[l, a], code)
                     Hact[l, i, a] = round_scalar(_act(hp[i, a], act, code), code)
