@@ -78,6 +78,9 @@ def round_array(a, code):
 def _norm_rows(V, g, kind, eps, code, xh, r, U):
     """U = N(V) row-wise; saves xhat and the reciprocal std r (MODEL.md norms)."""
     n, d = V.shape
+    if code == 0 and kind != 2:
+        _norm_rows64(V, g, kind, eps, xh, r, U)
+        return 0
     for i in range(n):
         if kind == 2:  # none
             for a in range(d):
@@ -100,6 +103,34 @@ def _norm_rows(V, g, kind, eps, code, xh, r, U):
             c = round_scalar(V[i, a] - mu, code)
             xh[i, a] = round_scalar(c * ri, code)
             U[i, a] = round_scalar(g[a] * xh[i, a], code)
+    return 0
+
+
+@njit(error_model="numpy", cache=True)
+def _norm_rows64(V, g, kind, eps, xh, r, U):
+    """:func:`_norm_rows` in float64 (rms or layer): the same operations in the same order
+    (so the same bits), the element-wise ones in loops the compiler vectorises; the sums
+    stay sequential."""
+    n, d = V.shape
+    for i in range(n):
+        v = V[i]
+        mu = 0.0
+        if kind == 1:
+            for a in range(d):
+                mu += v[a]
+            mu = mu / d
+        ss = 0.0
+        for a in range(d):
+            c = v[a] - mu
+            ss += c * c
+        ri = 1.0 / math.sqrt(ss / d + eps)
+        r[i] = ri
+        x = xh[i]
+        u = U[i]
+        for a in range(d):
+            x[a] = (v[a] - mu) * ri
+        for a in range(d):
+            u[a] = g[a] * x[a]
     return 0
 
 
@@ -147,6 +178,23 @@ def _act(u, kind, code):
     if kind == 1:
         return u if u > 0.0 else 0.0
     return math.tanh(u)
+
+
+@njit(error_model="numpy", cache=True)
+def _branch_add64(V, B, bs, residual, out):
+    """out = V + bs B (residual) or bs B, float64 (MODEL.md steps 7-8), vectorisable."""
+    n, d = V.shape
+    for i in range(n):
+        v = V[i]
+        b = B[i]
+        o = out[i]
+        if residual:
+            for a in range(d):
+                o[a] = v[a] + bs * b[a]
+        else:
+            for a in range(d):
+                o[a] = bs * b[a]
+    return 0
 
 
 @njit(error_model="numpy", cache=True)
@@ -439,10 +487,13 @@ def forward(WQ, WK, WV, WO, g1, g2, W1, b1, W2, b2, g3, X, A_in, cos_t, sin_t, s
             Ocat[:, h * dk:(h + 1) * dk] = Oh[l, h]
         O = np.dot(Ocat, WO[l].reshape((H * dk, d)))  # sum over heads of oh W_O^(l,h)
         round_array(O, code)
-        for i in range(n):
-            for a in range(d):
-                o = round_scalar(bs * O[i, a], code)
-                Z[l, i, a] = round_scalar(V[i, a] + o, code) if residual else o
+        if code == 0:
+            _branch_add64(V, O, bs, residual, Z[l])
+        else:
+            for i in range(n):
+                for a in range(d):
+                    o = round_scalar(bs * O[i, a], code)
+                    Z[l, i, a] = round_scalar(V[i, a] + o, code) if residual else o
         if mlp:
             _norm_rows(Z[l], g2[l], norm, eps, code, xh2[l], r2[l], U2[l])
             hp = np.dot(U2[l], W1[l])
@@ -455,10 +506,17 @@ def forward(WQ, WK, WV, WO, g1, g2, W1, b1, W2, b2, g3, X, A_in, cos_t, sin_t, s
                     Hact[l, i, a] = round_scalar(_act(hp[i, a], act, code), code)
             Hpre[l] = hp
             M = np.dot(Hact[l], W2[l])
-            for i in range(n):
-                for a in range(d):
-                    mo = round_scalar(bs * round_scalar(M[i, a] + b2[l, a], code), code)
-                    hidden[l + 1, i, a] = round_scalar(Z[l, i, a] + mo, code) if residual else mo
+            if code == 0:
+                for i in range(n):
+                    m = M[i]
+                    for a in range(d):
+                        m[a] = m[a] + b2[l, a]
+                _branch_add64(Z[l], M, bs, residual, hidden[l + 1])
+            else:
+                for i in range(n):
+                    for a in range(d):
+                        mo = round_scalar(bs * round_scalar(M[i, a] + b2[l, a], code), code)
+                        hidden[l + 1, i, a] = round_scalar(Z[l, i, a] + mo, code) if residual else mo
         else:
             hidden[l + 1] = Z[l]
     _norm_rows(hidden[L], g3, fnorm, eps, code, xh3, r3, out)
