@@ -447,7 +447,7 @@ def loss_and_grad(cfg: LMConfig, params: LMParams, inputs, targets, weights=None
     dz *= (w / W)[..., None]
     Wu = _unembedding(p)
     dY = dz @ Wu.T
-    dWu = np.einsum("snd,snv->dv", saved.output, dz)  # (d, V)
+    dWu = saved.output.reshape(-1, d).T @ dz.reshape(-1, V)  # (d, V); one BLAS product (einsum: 4 ms of a ~100 ms benchmark step)
     dX, gstack = batch_backward(saved, dY)
     dE = np.zeros((V, d))
     np.add.at(dE, x.reshape(-1), dX.reshape(-1, d))  # sequential scatter: fixed order, deterministic
