@@ -27,14 +27,16 @@ import time
 
 def _overmix_step(cfg, tc, x, y):
     from overmix.sims import Workspace
+    from overmix.sims._threads import serial_blas
     from overmix.sims.train import clip_by_global_norm, loss_and_grad, lr_at, opt_step, LMParams
 
     ws = Workspace()  # as overmix.sims.train.train does: memory reused by every step
 
     def step(pd, state, k):
-        r = loss_and_grad(cfg, LMParams.from_dict(pd), x, y, workspace=ws)
-        g, _ = clip_by_global_norm(r.grads.as_dict(), tc.clip)
-        pd, state = opt_step(pd, g, state, tc, lr_at(tc, k))
+        with serial_blas():  # as train() does: NumPy's BLAS threads would spin on the cores
+            r = loss_and_grad(cfg, LMParams.from_dict(pd), x, y, workspace=ws)
+            g, _ = clip_by_global_norm(r.grads.as_dict(), tc.clip)
+            pd, state = opt_step(pd, g, state, tc, lr_at(tc, k))
         return pd, state, r.loss
 
     return step

@@ -31,6 +31,7 @@ from typing import Callable
 
 import numpy as np
 
+from ._threads import serial_blas
 from .batch import Workspace, batch_backward, batch_forward_saved
 from .config import StackConfig
 from .params import PARAM_NAMES, Params, init_params
@@ -392,10 +393,14 @@ def loss(cfg: LMConfig, params: LMParams, inputs, targets, weights=None) -> floa
     weights : (S, n), optional
         Non-negative weights of the positions (default all 1).
     """
-    return _forward_loss(cfg, params, inputs, targets, weights)[0]
+    with serial_blas():
+        return _forward_loss(cfg, params, inputs, targets, weights)[0]
 
 
 def _forward_loss(cfg, params, inputs, targets, weights, workspace=None):
+    # Callers hold serial_blas(): NumPy's own products here (logits, dW_U) must not wake
+    # its BLAS threads, which keep spinning after each call and take the cores from the
+    # kernel threads (measured: 123-133 ms a benchmark step with them, 74-91 ms without).
     if not isinstance(cfg, LMConfig):
         raise TypeError(f"cfg must be an LMConfig; got {type(cfg).__name__}")
     if not isinstance(params, LMParams):
@@ -438,6 +443,11 @@ def loss_and_grad(cfg: LMConfig, params: LMParams, inputs, targets, weights=None
     >>> bool(abs(r.loss - loss(cfg, p, x[:, :-1], x[:, 1:])) == 0), r.grads.E.shape
     (True, (5, 8))
     """
+    with serial_blas():  # see _forward_loss
+        return _loss_and_grad(cfg, params, inputs, targets, weights, workspace)
+
+
+def _loss_and_grad(cfg, params, inputs, targets, weights, workspace):
     value, (p, x, y, w, W, saved, logp) = _forward_loss(cfg, params, inputs, targets, weights,
                                                         workspace)
     S, n = x.shape
@@ -759,7 +769,8 @@ def train(cfg: LMConfig, tc: TrainConfig, data: Callable[[int], np.ndarray], eva
 
     def evaluate(step, batch_loss, gnorm, params_dict):
         lp = LMParams.from_dict(params_dict)
-        ev_loss, (_, _, _, _, _, saved, _) = _forward_loss(cfg, lp, ex, ey, ew, eval_ws)
+        with serial_blas():
+            ev_loss, (_, _, _, _, _, saved, _) = _forward_loss(cfg, lp, ex, ey, ew, eval_ws)
         metric, scores = _sink_stats(saved.attn, tc)
         history.steps.append(step)
         history.loss.append(ev_loss if batch_loss is None else batch_loss)
@@ -779,34 +790,37 @@ def train(cfg: LMConfig, tc: TrainConfig, data: Callable[[int], np.ndarray], eva
             + (f"; last good checkpoint: {os.fspath(checkpoint)!r}" if checkpoint else ""),
             history)
 
-    for step in range(start, tc.steps):
-        x, y, w = _split(data(step), "data(step)")
-        x, y, w = _checked_tokens(cfg, x, y, w)
-        if x.shape[0] != tc.batch_size:
-            raise ValueError(f"data(step) must give batch_size = {tc.batch_size} sequences; "
-                             f"got {x.shape[0]}")
-        try:
-            r = loss_and_grad(cfg, LMParams.from_dict(pd), x, y, w, workspace=train_ws)
-        except FloatingPointError as err:
-            raise diverged(step, f"the forward pass overflowed ({err})") from err
-        g = r.grads.as_dict()
-        if not math.isfinite(r.loss):
-            raise diverged(step, f"loss = {r.loss}")
-        g, gnorm = clip_by_global_norm(g, tc.clip)
-        if not math.isfinite(gnorm):
-            raise diverged(step, f"gradient norm = {gnorm}")
-        history.step_loss.append(r.loss)
-        if step in record:
-            evaluate(step, r.loss, gnorm, pd)
-        new_pd, state = opt_step(pd, g, state, tc, lr_at(tc, step))
-        if not all(np.isfinite(v).all() for v in new_pd.values()):
-            raise diverged(step, "the update made a weight NaN or inf")
-        pd = new_pd
-        done = step + 1
-        if checkpoint is not None and checkpoint_every and done % checkpoint_every == 0 and done < tc.steps:
-            _save_checkpoint(checkpoint, cfg, tc, seed, done, pd, state, history)
-        if progress is not None:
-            progress(done, tc.steps)
+    # one BLAS thread for NumPy's products too (see _forward_loss; the clipping's vdot and
+    # the optimiser run here)
+    with serial_blas():
+        for step in range(start, tc.steps):
+            x, y, w = _split(data(step), "data(step)")
+            x, y, w = _checked_tokens(cfg, x, y, w)
+            if x.shape[0] != tc.batch_size:
+                raise ValueError(f"data(step) must give batch_size = {tc.batch_size} sequences; "
+                                 f"got {x.shape[0]}")
+            try:
+                r = loss_and_grad(cfg, LMParams.from_dict(pd), x, y, w, workspace=train_ws)
+            except FloatingPointError as err:
+                raise diverged(step, f"the forward pass overflowed ({err})") from err
+            g = r.grads.as_dict()
+            if not math.isfinite(r.loss):
+                raise diverged(step, f"loss = {r.loss}")
+            g, gnorm = clip_by_global_norm(g, tc.clip)
+            if not math.isfinite(gnorm):
+                raise diverged(step, f"gradient norm = {gnorm}")
+            history.step_loss.append(r.loss)
+            if step in record:
+                evaluate(step, r.loss, gnorm, pd)
+            new_pd, state = opt_step(pd, g, state, tc, lr_at(tc, step))
+            if not all(np.isfinite(v).all() for v in new_pd.values()):
+                raise diverged(step, "the update made a weight NaN or inf")
+            pd = new_pd
+            done = step + 1
+            if checkpoint is not None and checkpoint_every and done % checkpoint_every == 0 and done < tc.steps:
+                _save_checkpoint(checkpoint, cfg, tc, seed, done, pd, state, history)
+            if progress is not None:
+                progress(done, tc.steps)
     if tc.steps in record and (not history.steps or history.steps[-1] != tc.steps):
         evaluate(tc.steps, None, float("nan"), pd)
     if checkpoint is not None:
