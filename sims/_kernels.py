@@ -165,16 +165,12 @@ def _norm_rows_bwd(dU, g, kind, xh, r, lo, hi, dV, dg, want_dg):
 
 
 @njit(error_model="numpy", cache=True)
-def _act(u, kind, code):
-    """psi(u). In float64 (code 0) the GELU's tanh is 1 - 2 / (e^(2z) + 1): libm's exp costs
-    about a quarter of its tanh, and the absolute error (~1e-16) is a relative error ~2e-16 of
-    u (1 + t) / 2; the emulated formats keep tanh itself (their rounding is checked bit for
-    bit against a reference)."""
+def _act(u, kind):
+    """psi(u), entry by entry: the emulated formats (their rounding is checked bit for bit
+    against a reference) and float64 relu/tanh; the float64 GELU is :func:`_gelu_row64`."""
     if kind == 0:  # gelu, tanh form
         k = math.sqrt(2.0 / math.pi)
-        z = k * (u + 0.044715 * u * u * u)
-        t = 1.0 - 2.0 / (math.exp(2.0 * z) + 1.0) if code == 0 else math.tanh(z)
-        return 0.5 * u * (1.0 + t)
+        return 0.5 * u * (1.0 + math.tanh(k * (u + 0.044715 * u * u * u)))
     if kind == 1:
         return u if u > 0.0 else 0.0
     return math.tanh(u)
@@ -248,6 +244,24 @@ def _exp64_row(x, out, tbuf):
 
 
 @njit(error_model="numpy", cache=True)
+def _exp_shifted(s, e, tbuf):
+    """In place s -= max(s); then e = e^s (:func:`_exp64_row`) and return sum(e), summed in
+    order: the stable core of a softmax row (entries of e lie in (0, 1], one of them 1)."""
+    w = s.shape[0]
+    mx = -np.inf
+    for j in range(w):
+        if s[j] > mx:
+            mx = s[j]
+    for j in range(w):
+        s[j] = s[j] - mx
+    _exp64_row(s, e, tbuf)
+    tot = 0.0
+    for j in range(w):
+        tot += e[j]
+    return tot
+
+
+@njit(error_model="numpy", cache=True)
 def _branch_add64(V, B, bs, residual, out):
     """out = V + bs B (residual) or bs B, float64 (MODEL.md steps 7-8), vectorisable."""
     n, d = V.shape
@@ -266,11 +280,12 @@ def _branch_add64(V, B, bs, residual, out):
 
 @njit(error_model="numpy", cache=True)
 def _gelu_row64(u, b, y, work, ework):
-    """In place u += b, then y = GELU(u) for one row: the operations of :func:`_act` in
-    float64, with e^(2z) from :func:`_exp64_row` (within 1 ulp of libm's), all in loops the
-    compiler vectorises (with the float64 softmax row: the forward pass of one sequence at
-    (L, d, H, n) = (2, 64, 4, 128) took 2.0 ms instead of 2.7 ms with libm's exp, entry by
-    entry; the vectorised exp took it further, see benchmarks/README.md)."""
+    """In place u += b, then y = GELU(u) = u (1 + tanh z) / 2 for one float64 row, with
+    tanh z = 1 - 2 / (e^(2z) + 1) (exp is cheaper than tanh; absolute error ~1e-16, a
+    relative error ~2e-16 of y) and e^(2z) from :func:`_exp64_row` (within 1 ulp of libm's),
+    all in loops the compiler vectorises (with the float64 softmax row: the forward pass of
+    one sequence at (L, d, H, n) = (2, 64, 4, 128) took 2.0 ms instead of 2.7 ms with libm's
+    exp, entry by entry; the vectorised exp took it further, see benchmarks/README.md)."""
     f = u.shape[0]
     k = math.sqrt(2.0 / math.pi)
     for a in range(f):
@@ -284,31 +299,15 @@ def _gelu_row64(u, b, y, work, ework):
     return 0
 
 
-@njit(error_model="numpy", cache=True)
-def _act_grad(u, y, kind):
-    """psi'(u) given y = psi(u) from the float64 forward pass (the reverse pass is float64).
-
-    tanh is the costly part, and y already holds it: gelu y = u (1 + t) / 2 gives
-    t = 2 y / u - 1 (absolute error ~1e-16, as |y| <= |u|), tanh y = t gives 1 - y^2;
-    for |u| < 1e-150 (y may be subnormal there) t is recomputed."""
-    if kind == 0:
-        k = math.sqrt(2.0 / math.pi)
-        if abs(u) < 1e-150:
-            t = math.tanh(k * (u + 0.044715 * u * u * u))
-        else:
-            t = 2.0 * y / u - 1.0
-        return 0.5 * (1.0 + t) + 0.5 * u * (1.0 - t * t) * k * (1.0 + 3.0 * 0.044715 * u * u)
-    if kind == 1:
-        return 1.0 if u > 0.0 else 0.0
-    return 1.0 - y * y
-
-
 @njit(error_model="numpy", cache=True)  # u = 0 gives inf/nan in the first loop (fixed below)
 def _act_grad_row(u, y, kind, out):
-    """out[a] = psi'(u[a]) (:func:`_act_grad`, bit for bit) for a row: the activation is
-    chosen once per row and the GELU's common case is a loop without branches or calls,
-    which the compiler vectorises (measured on a 128 x 256 block: 0.05 ms instead of 0.7 ms
-    entry by entry)."""
+    """out[a] = psi'(u[a]) for a row, given y = psi(u) from the float64 forward pass (the
+    reverse pass is float64).
+
+    tanh is the costly part, and y already holds it: gelu y = u (1 + t) / 2 gives
+    t = 2 y / u - 1 (absolute error ~1e-16, as |y| <= |u|), tanh y = t gives 1 - y^2. The
+    activation is chosen once per row and the GELU's loop has no branches or calls, so the
+    compiler vectorises it (a 128 x 256 block: 0.02 ms instead of 0.7 ms entry by entry)."""
     f = u.shape[0]
     if kind == 0:
         k = math.sqrt(2.0 / math.pi)
@@ -318,13 +317,16 @@ def _act_grad_row(u, y, kind, out):
             out[a] = 0.5 * (1.0 + t) + 0.5 * ua * (1.0 - t * t) * k * (1.0 + 3.0 * 0.044715 * ua * ua)
         for a in range(f):
             if abs(u[a]) < 1e-150:
-                # y may be subnormal here; psi'(u) = 1/2 + O(u) rounds to exactly 0.5, which
-                # is what _act_grad's tanh branch returns (tested). A call to _act_grad in
-                # this loop would stop the loop above from being vectorised (measured 13x).
+                # y may be subnormal (or u = 0: 0/0 above); psi'(u) = 1/2 + O(u) rounds to
+                # exactly 0.5 here (tested through vjp). A call in this loop would stop the
+                # loop above from being vectorised (measured 13x).
                 out[a] = 0.5
+    elif kind == 1:
+        for a in range(f):
+            out[a] = 1.0 if u[a] > 0.0 else 0.0
     else:
         for a in range(f):
-            out[a] = _act_grad(u[a], y[a], kind)
+            out[a] = 1.0 - y[a] * y[a]
     return 0
 
 
@@ -431,17 +433,8 @@ def _softmax_row64(s, i, jlo, scale, alibi, slope, sink, out, work):
             s[j] = s[j] - slope * abs(i - (jlo + j))
     if jlo == 0 and i > 0 and sink != 0.0:
         s[0] = s[0] + sink
-    mx = -np.inf
-    for j in range(w):
-        if s[j] > mx:
-            mx = s[j]
-    for j in range(w):
-        s[j] = s[j] - mx
     e = out[jlo:jlo + w]
-    _exp64_row(s, e, work[:w])
-    tot = 0.0
-    for j in range(w):
-        tot += e[j]
+    tot = _exp_shifted(s, e, work[:w])
     out[:jlo] = 0.0
     out[jlo + w:] = 0.0
     for j in range(w):
@@ -573,7 +566,7 @@ def forward(WQ, WK, WV, WO, g1, g2, W1, b1, W2, b2, g3, X, A_in, cos_t, sin_t, s
                     continue
                 for a in range(f):
                     hp[i, a] = round_scalar(hp[i, a] + b1[l, a], code)
-                    Hact[l, i, a] = round_scalar(_act(hp[i, a], act, code), code)
+                    Hact[l, i, a] = round_scalar(_act(hp[i, a], act), code)
             Hpre[l] = hp
             M = np.dot(Hact[l], W2[l])
             if code == 0:
@@ -1060,22 +1053,12 @@ def lm_head(z, y, wn, dz, work):
     T, V = z.shape
     total = 0.0
     for t in range(T):
-        row = z[t]
-        mx = -np.inf
-        for v in range(V):
-            if row[v] > mx:
-                mx = row[v]
         sh = work[0]
-        for v in range(V):
-            sh[v] = row[v] - mx
+        sh[:] = z[t]
         e = dz[t]
+        tot = _exp_shifted(sh, e, work[1])
         yt = y[t]
-        shifted_y = sh[yt]
-        _exp64_row(sh, e, work[1])
-        tot = 0.0
-        for v in range(V):
-            tot += e[v]
-        total += wn[t] * (math.log(tot) - shifted_y)
+        total += wn[t] * (math.log(tot) - sh[yt])
         for v in range(V):
             e[v] = wn[t] * (e[v] / tot)
         e[yt] -= wn[t]
