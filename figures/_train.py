@@ -16,6 +16,7 @@ import matplotlib.transforms as mtransforms
 import numpy as np
 
 from overmix.figures import style
+from overmix.sims.experiments import uniform_attention_baselines
 
 SINK_LABEL = r"Sink$_{0.3}$"
 
@@ -240,7 +241,7 @@ def draw_bos(d: dict):
         ax.grid(axis="y", lw=0.3, color="0.85")
     n = _context_length(d)
     if n is not None:
-        axes[1].axvline(sum(1.0 / (i + 1) for i in range(1, n)) / (n - 1),
+        axes[1].axvline(uniform_attention_baselines(n)[1],
                         **style.theory_kw(label="uniform attention"))
     axes[0].set_xlim(-0.02, _top(_over_seeds(d, "sink_table")[2], 0.3))
     axes[1].set_xlim(left=0)

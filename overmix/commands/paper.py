@@ -427,6 +427,8 @@ def numbers_train(figures_out) -> dict:
 
     import numpy as np
 
+    from overmix.sims.experiments import uniform_attention_baselines
+
     out = Path(figures_out)
     vals, modes = {}, []
 
@@ -462,8 +464,8 @@ def numbers_train(figures_out) -> dict:
         bo = _per_seed(d, "active__bos_mass_other")
         vals["train-sinks-act-bos-other-min"] = _f2(bo.min())
         vals["train-sinks-act-bos-other-max"] = _f2(bo.max())
-        n = int(c["n"])  # what uniform causal attention puts on position 0, queries 1..n-1
-        vals["train-sinks-ubos"] = f"{sum(1.0 / (i + 1) for i in range(1, n)) / (n - 1):.3f}"
+        # what uniform causal attention puts on position 0, queries 1..n-1
+        vals["train-sinks-ubos"] = f"{uniform_attention_baselines(int(c['n']))[1]:.3f}"
         v = _per_seed(d, "active__value_ratio")
         vals.update({"train-sinks-value-ratio": _f2(v.mean()), "train-sinks-value-ratio-min": _f2(v.min()),
                      "train-sinks-value-ratio-max": _f2(v.max())})
@@ -517,7 +519,7 @@ def numbers_train(figures_out) -> dict:
         sink, lss = _per_seed(d, "sink_table"), _per_seed(d, "loss_table")  # (S, rows, 2)
         mass = _per_seed(d, "bos_mass_table")
         n = int(meta["config"]["setting"]["n"])
-        vals["train-bos-ubos"] = f"{sum(1.0 / (i + 1) for i in range(1, n)) / (n - 1):.3f}"
+        vals["train-bos-ubos"] = f"{uniform_attention_baselines(n)[1]:.3f}"
         for a, mode in enumerate(str(m) for m in d["train_modes"]):
             row = _BOS_ROWS.get(mode)
             if row is None:
