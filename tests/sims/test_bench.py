@@ -239,6 +239,7 @@ def _check_smoke(result, impls, tmp_path):
     for impl in impls:
         assert impl in text
     assert "reverse-mode FLOPs" in text
+    assert "BLAS kernels: " + "; ".join(bench.blas_kernels()) in text
     path = tmp_path / "out.json"
     bench.write_json(result, path)
     assert os.listdir(tmp_path) == ["out.json"]  # the temp file was renamed, none left over
@@ -259,3 +260,20 @@ def test_benchmark_smoke_run_with_jax(tmp_path):
     result = bench.run_benchmark([TINY], repeats=1, jax=True, torch=False, compile=False,
                                  matmul_size=64, threads=1)
     _check_smoke(result, ["overmix", "numpy", "jax"], tmp_path)
+
+
+def test_blas_kernels_names_each_loaded_blas_and_its_kernel_set():
+    """The report names the kernel set of every BLAS loaded (SciPy's, which numba calls, and
+    NumPy's): it moves every time in the benchmark, so a reader must see it."""
+    from threadpoolctl import threadpool_info
+
+    got = bench.blas_kernels()
+    libs = [lib for lib in threadpool_info() if lib.get("user_api") == "blas"]
+    assert len(got) == len(libs) >= 1
+    for entry, lib in zip(got, libs):
+        assert entry.endswith(": " + str(lib.get("architecture", "?")))
+        assert str(lib.get("version")) in entry
+    info = bench.machine_info()
+    assert info["blas_kernels"] == got
+    assert info["blas_env"] == {k: os.environ[k] for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+                                if k in os.environ}
