@@ -15,7 +15,7 @@ from ._threads import run_split
 from ._validate import checked_cfg, real_array
 from .params import PARAM_NAMES, Params, init_params
 from .positions import alibi_slopes, rope_tables
-from .stack import _checked_params, _prescribed_or_dummy, stack_input
+from .stack import _checked_params, _prescribed_or_dummy, saved_shapes, stack_input
 
 
 @dataclass(frozen=True, eq=False)
@@ -170,10 +170,6 @@ class SavedBatch:
         return self.arrays[7]
 
 
-_SAVED_NAMES = ("hidden", "xh1", "r1", "U1", "Qr", "Kr", "Val", "A", "Oh", "Z", "xh2", "r2",
-                "U2", "Hpre", "Hact", "xh3", "r3")
-
-
 def batch_forward_saved(cfg, params, X, *, workspace=None) -> SavedBatch:
     """Forward S sequences X (S, n, d) through one Params (the training use: a minibatch).
 
@@ -191,13 +187,10 @@ def batch_forward_saved(cfg, params, X, *, workspace=None) -> SavedBatch:
     if X.ndim != 3 or X.shape[2] != cfg.d_model or X.shape[0] < 1 or X.shape[1] < 1:
         raise ValueError(f"X must have shape (S, n, d_model) = (S >= 1, n >= 1, {cfg.d_model}); got {X.shape}")
     S, n, d = X.shape
-    L, H, dk, f = cfg.n_layers, cfg.n_heads, cfg.d_head, cfg.d_ff
+    H = cfg.n_heads
     V0 = np.ascontiguousarray(np.stack([stack_input(cfg, x) for x in X]))
-    shapes = [(L + 1, n, d), (L, n, d), (L, n), (L, n, d), (L, H, n, dk), (L, H, n, dk),
-              (L, H, n, dk), (L, H, n, n), (L, H, n, dk), (L, n, d), (L, n, d), (L, n),
-              (L, n, d), (L, n, f), (L, n, f), (n, d), (n,)]
     ws._generation += 1
-    arrays = tuple(ws._array(k, (S,) + sh, cfg) for k, sh in zip(_SAVED_NAMES, shapes))
+    arrays = tuple(ws._array(k, (S,) + sh, cfg) for k, sh in saved_shapes(cfg, n).items())
     out = ws._array("out", (S, n, d), cfg)
     status = np.zeros(S, dtype=np.int64)
     cos_t, sin_t = rope_tables(cfg, n)

@@ -34,6 +34,21 @@ class Trace:
     output: np.ndarray
 
 
+def saved_shapes(cfg: StackConfig, n: int) -> dict[str, tuple[int, ...]]:
+    """Shapes of the saved forward trace of one sequence of n tokens, in the kernels'
+    argument order (what :class:`_Saved` holds, without ``out``). sims/_kernels.py's
+    ``_trace_buffers`` spells the same shapes inside Numba, which cannot call this."""
+    L, H, d, dk, f = cfg.n_layers, cfg.n_heads, cfg.d_model, cfg.d_head, cfg.d_ff
+    return {"hidden": (L + 1, n, d), "xh1": (L, n, d), "r1": (L, n), "U1": (L, n, d),
+            "Qr": (L, H, n, dk), "Kr": (L, H, n, dk), "Val": (L, H, n, dk), "A": (L, H, n, n),
+            "Oh": (L, H, n, dk), "Z": (L, n, d), "xh2": (L, n, d), "r2": (L, n),
+            "U2": (L, n, d), "Hpre": (L, n, f), "Hact": (L, n, f), "xh3": (n, d), "r3": (n,)}
+
+
+# written only by the MLP block: a stack without one reads them, so they start at zero
+_MLP_SAVED = ("xh2", "r2", "U2", "Hpre", "Hact")
+
+
 @dataclass(frozen=True, eq=False)
 class _Saved:
     """Everything the reverse pass reads (kernel argument order after the parameters)."""
@@ -101,21 +116,14 @@ def run_forward(cfg: StackConfig, params, X, attn=None) -> tuple[Params, _Saved]
     p = _checked_params(cfg, params)
     X = checked_tokens(X, "X", d_model=cfg.d_model)
     n, d = X.shape
-    L, H, dk, f = cfg.n_layers, cfg.n_heads, cfg.d_head, cfg.d_ff
     A_in = _prescribed_or_dummy(cfg, attn, n)
     cos_t, sin_t = rope_tables(cfg, n)
     iflags, fvals = cfg.kernel_flags()
-    s = _Saved(
-        hidden=np.empty((L + 1, n, d)), xh1=np.empty((L, n, d)), r1=np.empty((L, n)),
-        U1=np.empty((L, n, d)), Qr=np.empty((L, H, n, dk)), Kr=np.empty((L, H, n, dk)),
-        Val=np.empty((L, H, n, dk)), A=np.empty((L, H, n, n)), Oh=np.empty((L, H, n, dk)),
-        Z=np.empty((L, n, d)), xh2=np.zeros((L, n, d)), r2=np.zeros((L, n)),
-        U2=np.zeros((L, n, d)), Hpre=np.zeros((L, n, f)), Hact=np.zeros((L, n, f)),
-        xh3=np.empty((n, d)), r3=np.empty(n), out=np.empty((n, d)),
-    )
+    s = _Saved(**{k: (np.zeros if k in _MLP_SAVED else np.empty)(sh)
+                  for k, sh in saved_shapes(cfg, n).items()}, out=np.empty((n, d)))
     with serial_blas():
         status = _kernels.forward(*p.arrays(), stack_input(cfg, X), A_in, cos_t, sin_t,
-                                  alibi_slopes(H), iflags, fvals, *s.arrays(), s.out)
+                                  alibi_slopes(cfg.n_heads), iflags, fvals, *s.arrays(), s.out)
     if status != 0:
         raise FloatingPointError(
             f"forward: the output overflowed to inf/NaN in dtype={cfg.dtype!r} "

@@ -210,3 +210,24 @@ def test_batch_backward_does_not_depend_on_the_thread_count():
     finally:
         numba.set_num_threads(before)
     assert _same(one, many)
+
+
+def test_saved_trace_shapes_agree_with_the_kernels_own_buffers():
+    """The saved trace is spelled twice: stack.saved_shapes (Python: single and batched
+    forward passes) and _kernels._trace_buffers (inside Numba, for the many-run entry
+    points). Both must give the same shapes, and zero the same (MLP-only) arrays."""
+    from overmix.sims import _kernels
+    from overmix.sims.stack import _MLP_SAVED, saved_shapes
+
+    cfg = sims.StackConfig(n_layers=3, d_model=12, n_heads=2, d_ff=20)
+    n = 7
+    shapes = saved_shapes(cfg, n)
+    kernel_names = [k for k in shapes if k not in ("hidden", "A")]
+    bufs = _kernels._trace_buffers(cfg.n_layers, cfg.n_heads, n, cfg.d_model, cfg.d_head,
+                                   cfg.d_ff)
+    assert [b.shape for b in bufs] == [shapes[k] for k in kernel_names]
+    for k, b in zip(kernel_names, bufs):
+        if k in _MLP_SAVED:
+            assert not b.any(), k
+    assert shapes["hidden"] == (cfg.n_layers + 1, n, cfg.d_model)
+    assert shapes["A"] == (cfg.n_layers, cfg.n_heads, n, n)
