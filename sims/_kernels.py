@@ -920,7 +920,8 @@ def backward(WQ, WK, WV, WO, g1, g2, W1, b1, W2, b2, g3, cos_t, sin_t, iflags, f
 def _trace_buffers(L, H, n, d, dk, f):
     """Work arrays of one forward trace (kernel order, without hidden, A and out):
     xh1, r1, U1, Qr, Kr, Val, Oh, Z, xh2, r2, U2, Hpre, Hact, xh3, r3. The MLP ones are
-    zeroed: they stay zero (and are read as such) when the stack has no MLP."""
+    zeroed: they stay zero (and are read as such) when the stack has no MLP. The Python
+    spelling of these shapes is stack.saved_shapes; a test keeps the two equal."""
     return (np.empty((L, n, d)), np.empty((L, n)), np.empty((L, n, d)),
             np.empty((L, H, n, dk)), np.empty((L, H, n, dk)), np.empty((L, H, n, dk)),
             np.empty((L, H, n, dk)), np.empty((L, n, d)), np.zeros((L, n, d)), np.zeros((L, n)),

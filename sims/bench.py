@@ -709,8 +709,8 @@ def run_benchmark(sizes="all", *, repeats: int = 3, jax: bool = True, torch="aut
         say("overmix first-call compile time: empty vs warm Numba cache")
         ct = compile_times(sizes[0], env=env, timeout=timeout)
     # measured again at the end and the faster kept: a shared machine's momentary slowdown
-    # must not lower the rate and so inflate every fraction of it (one run this session gave
-    # 94 GFLOP/s at the start where the same product gives ~178 in isolation)
+    # must not lower the rate and so inflate every fraction of it (seen once on the project's
+    # machine: 94 GFLOP/s at the start of a run, where the same product gives ~178 alone)
     say("measuring the float64 matmul rate again")
     rate2, rate_cpu2 = matmul_rate_fresh(matmul_size, env=env, timeout=timeout)
     rate, rate_cpu = max(rate, rate2), max(rate_cpu, rate_cpu2)
