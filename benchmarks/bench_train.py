@@ -141,11 +141,9 @@ def main(argv=None):
           f"{args.n}, {args.batch}), vocab {args.vocab}, Adam + clipping; "
           f"OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS', 'unset')}, "
           f"{os.cpu_count()} cpus")
-    from overmix.sims.bench import blas_kernels
+    from overmix.sims.bench import BLAS_ENV_VARS, blas_kernels, blas_line
 
-    print("BLAS kernels: " + "; ".join(blas_kernels())
-          + "".join(f", {k}={os.environ[k]}" for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
-                    if k in os.environ))
+    print(blas_line(blas_kernels(), {k: os.environ[k] for k in BLAS_ENV_VARS if k in os.environ}))
 
     rows = {}
     step = _overmix_step(cfg, tc, x, y)

@@ -977,9 +977,9 @@ def jacobian_many(WQ, WK, WV, WO, g1, g2, W1, b1, W2, b2, g3, X, A_in, cos_t, si
 
 # Cotangents per reverse pass when a batch of them (a Jacobian) is split into chunks. A fixed
 # size, not the thread count, so that results do not depend on the number of threads. 16
-# rather than 32: the benchmark's Jacobians (d = 64, two threads) took 7 % less time (small
-# 238 -> 221 ms, large 3.39 -> 3.13 s, OpenBLAS's AVX-512 kernels; within noise with its AVX2
-# ones), as a chunk's products and tiles stay in cache; 8 was no better than 32.
+# rather than 32: the reverse pass of the benchmark's Jacobians (d = 64, two threads) took
+# 7 % less time (small 238 -> 221 ms, large 3.39 -> 3.13 s, OpenBLAS's AVX-512 kernels;
+# within noise with its AVX2 ones; why was not measured); 8 was no better than 32.
 CHUNK = 16
 
 

@@ -280,6 +280,20 @@ def blas_kernels() -> list[str]:
     return out
 
 
+# environment variables that override OpenBLAS's choice of kernels (set in some sandboxes)
+BLAS_ENV_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+
+
+def blas_line(kernels, env) -> str:
+    """One report line from :func:`blas_kernels` and the set BLAS_ENV_VARS ``env`` (dict),
+    e.g. ``BLAS kernels: libscipy_openblas 0.3.30: Haswell (set by OPENBLAS_CORETYPE=Haswell)``
+    (``overmix bench`` and benchmarks/bench_train.py print it)."""
+    line = "BLAS kernels: " + ("; ".join(kernels) or "unknown")
+    if env:
+        line += f" (set by {', '.join(f'{k}={v}' for k, v in env.items())})"
+    return line
+
+
 def machine_info() -> dict:
     """CPU model, core count, memory, library versions and BLAS of this machine."""
     info = {"platform": platform.platform(), "python": platform.python_version(),
@@ -306,8 +320,7 @@ def machine_info() -> dict:
     except Exception:  # noqa: BLE001  (informational only; layout differs across numpy versions)
         info["blas"] = "unknown"
     info["blas_kernels"] = blas_kernels()
-    info["blas_env"] = {k: os.environ[k] for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
-                        if k in os.environ}
+    info["blas_env"] = {k: os.environ[k] for k in BLAS_ENV_VARS if k in os.environ}
     for mod in ("jax", "torch"):
         if importlib.util.find_spec(mod) is not None:
             try:
@@ -749,9 +762,7 @@ def format_report(result: BenchResult) -> str:
         f"machine: {mi.get('cpu')}, {mi.get('cpu_count')} cores, {mi.get('mem_total_gib')} GiB; "
         f"python {mi.get('python')}, numpy {mi.get('numpy')} ({mi.get('blas')}), "
         f"numba {mi.get('numba')}" + "".join(f", {k} {mi[k]}" for k in ("jax", "torch") if k in mi),
-        "BLAS kernels: " + ("; ".join(mi.get("blas_kernels", [])) or "unknown")
-        + (f" (set by {', '.join(f'{k}={v}' for k, v in mi['blas_env'].items())})"
-           if mi.get("blas_env") else ""),
+        blas_line(mi.get("blas_kernels", []), mi.get("blas_env")),
         f"threads: {'machine default' if result.threads is None else result.threads}; load average "
         f"(1, 5, 15 min) at start {mi.get('loadavg', '?')}, at end {mi.get('loadavg_end', '?')}",
         f"float64 matmul rate: {result.matmul_gflops:.1f} GFLOP/s wall, "

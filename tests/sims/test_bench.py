@@ -277,3 +277,12 @@ def test_blas_kernels_names_each_loaded_blas_and_its_kernel_set():
     assert info["blas_kernels"] == got
     assert info["blas_env"] == {k: os.environ[k] for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
                                 if k in os.environ}
+
+
+def test_blas_line_names_the_kernels_and_the_variables_that_forced_them():
+    assert bench.blas_line(["libx 1.0: Haswell", "liby 2.0: Haswell"], {}) == \
+        "BLAS kernels: libx 1.0: Haswell; liby 2.0: Haswell"
+    assert bench.blas_line(["libx 1.0: Haswell"], {"OPENBLAS_CORETYPE": "Haswell",
+                                                   "OPENBLAS_L2_SIZE": "512"}) == \
+        "BLAS kernels: libx 1.0: Haswell (set by OPENBLAS_CORETYPE=Haswell, OPENBLAS_L2_SIZE=512)"
+    assert bench.blas_line([], None) == "BLAS kernels: unknown"
