@@ -26,7 +26,8 @@ element-wise pass over a 1024 x 128 tile: 70 us with offsets, 17 us with views; 
 import math
 
 import numpy as np
-from numba import njit
+from numba import njit, types
+from numba.extending import overload
 
 # ----------------------------------------------------------------------------------------
 # Rounding to a narrower floating-point format (round to nearest, ties to even).
@@ -247,6 +248,78 @@ def _exp64_row(x, out, tbuf):
     return 0
 
 
+# e^x for float32 rows (see _exp32_row): float32 constants keep the arithmetic in float32
+_LOG2E32 = np.float32(_LOG2E)
+_LN2_HI32 = np.float32(0.693359375)  # 355/512: k * _LN2_HI32 is exact for |k| < 2^15
+_LN2_LO32 = np.float32(-2.12194440e-4)  # ln 2 - _LN2_HI32
+_SHIFT32 = np.float32(12582912.0)  # 1.5 * 2^23
+_EXP32_LO = np.float32(-87.0)  # e^-87.3 is float32's smallest normal; e^88.7 overflows
+_EXP32_HI = np.float32(88.0)
+_EXP32_C = tuple(np.float32(1.0 / math.factorial(m)) for m in range(7, -1, -1))  # 1/7!, ..., 1
+_I23 = np.int32(23)
+
+
+@njit(error_model="numpy", cache=True)
+def _exp32_fix(x, out):
+    """:func:`_exp64_fix` for float32 rows: libm's expf outside [_EXP32_LO, _EXP32_HI]."""
+    for a in range(x.shape[0]):
+        xa = x[a]
+        if not (xa > _EXP32_LO and xa < _EXP32_HI):
+            out[a] = math.exp(xa)
+    return 0
+
+
+@njit(error_model="numpy", cache=True)
+def _exp32_row(x, out, tbuf):
+    """out = e^x for a float32 row: :func:`_exp64_row`'s method in float32 arithmetic
+    (shifter 1.5 2^23, Cody-Waite split of ln 2, Taylor polynomial of degree 7: truncation
+    < 1e-8 relative for |r| <= ln2 / 2, under float32's half ulp), 2^k added to the
+    exponent field (bits 23..30). Within 2 ulp of e^x computed in float64 and rounded (tested)."""
+    n = x.shape[0]
+    c7, c6, c5, c4, c3, c2, c1, c0 = _EXP32_C
+    for a in range(n):
+        v = x[a]
+        v = v if v > _EXP32_LO else _EXP32_LO
+        v = v if v < _EXP32_HI else _EXP32_HI
+        t = v * _LOG2E32 + _SHIFT32
+        k = t - _SHIFT32
+        r = (v - k * _LN2_HI32) - k * _LN2_LO32
+        p = c7 * r + c6
+        p = p * r + c5
+        p = p * r + c4
+        p = p * r + c3
+        p = p * r + c2
+        p = p * r + c1
+        out[a] = p * r + c0
+        tbuf[a] = t
+    bits = out.view(np.int32)
+    tbits = tbuf.view(np.int32)
+    for a in range(n):
+        bits[a] = bits[a] + (tbits[a] << _I23)  # the low mantissa bits of t hold k
+    bad = 0
+    for a in range(n):
+        xa = x[a]
+        bad += 0 if (xa > _EXP32_LO and xa < _EXP32_HI) else 1
+    if bad:
+        _exp32_fix(x, out)
+    return 0
+
+
+def _exp_row(x, out, tbuf):
+    """out = e^x for a float64 or float32 row (Numba picks the kernel by dtype at compile
+    time: :func:`_exp64_row` or :func:`_exp32_row`)."""
+    raise NotImplementedError("only callable from jitted code")
+
+
+@overload(_exp_row)
+def _exp_row_impl(x, out, tbuf):
+    if x.dtype == types.float32:
+        return lambda x, out, tbuf: _exp32_row(x, out, tbuf)
+    if x.dtype == types.float64:
+        return lambda x, out, tbuf: _exp64_row(x, out, tbuf)
+    return None
+
+
 @njit(error_model="numpy", cache=True)
 def _exp_shifted(s, e, tbuf):
     """In place s -= max(s); then e = e^s (:func:`_exp64_row`) and return sum(e), summed in
@@ -258,7 +331,7 @@ def _exp_shifted(s, e, tbuf):
             mx = s[j]
     for j in range(w):
         s[j] = s[j] - mx
-    _exp64_row(s, e, tbuf)
+    _exp_row(s, e, tbuf)
     tot = 0.0
     for j in range(w):
         tot += e[j]
@@ -296,7 +369,7 @@ def _gelu_row64(u, b, y, work, ework):
         ua = u[a] + b[a]
         u[a] = ua
         work[a] = 2.0 * (k * (ua + 0.044715 * ua * ua * ua))
-    _exp64_row(work, ework, y)  # y: scratch until the last loop
+    _exp_row(work, ework, y)  # y: scratch until the last loop
     for a in range(f):
         ua = u[a]
         y[a] = 0.5 * ua * (1.0 + (1.0 - 2.0 / (ework[a] + 1.0)))
@@ -387,7 +460,7 @@ def _softmax_head(Qr, Kr, slope, iflags, fvals, code, A):
     pos, mask, window = iflags[2], iflags[3], iflags[4]
     scale, sink = fvals[0], fvals[1]
     QB = 128
-    work = np.empty(n)
+    work = np.empty(n, Qr.dtype)
     for i0 in range(0, n, QB):
         i1 = min(n, i0 + QB)
         j0, _ = _key_range(i0, n, mask, window)
@@ -485,7 +558,7 @@ def _qkv_weights(WQ, WK, WV, l):
     """(d, 3 H dk): the columns [W_Q^(l,h) for h] + [W_K^(l,h)] + [W_V^(l,h)], so that one
     product gives every head's q, k and v."""
     H, d, dk = WQ.shape[1], WQ.shape[2], WQ.shape[3]
-    W = np.empty((d, 3 * H * dk))
+    W = np.empty((d, 3 * H * dk), WQ.dtype)
     for h in range(H):
         for c in range(d):
             for a in range(dk):
@@ -540,9 +613,9 @@ def forward(WQ, WK, WV, WO, g1, g2, W1, b1, W2, b2, g3, X, A_in, cos_t, sin_t, s
     fnorm, eps = iflags[1], fvals[4]
     bs = fvals[3] if residual else 1.0  # MODEL.md steps 7-8: the branch scale multiplies branches only
     hidden[0] = X
-    Ocat = np.empty((n, H * dk))
-    ework = np.empty(f)
-    ework2 = np.empty(f)
+    Ocat = np.empty((n, H * dk), X.dtype)
+    ework = np.empty(f, X.dtype)
+    ework2 = np.empty(f, X.dtype)
     for l in range(L):
         V = hidden[l]
         _norm_rows(V, g1[l], norm, eps, code, xh1[l], r1[l], U1[l])
@@ -618,7 +691,7 @@ def _attn_live_bwd(Qr, Kr, Vc, A, Oh, dOh, scale, mask, window, lo, hi, dQ, dKb)
     """
     n, dk = Qr.shape
     B = dOh.shape[1]
-    R = np.empty((n, B))
+    R = np.empty((n, B), dOh.dtype)
     for i in range(lo, hi + 1):
         for b in range(B):
             ri = 0.0
@@ -673,14 +746,14 @@ def _dq_via_m(Kr, Vc, A, dOh, R, scale, mask, window, lo, hi, dQ):
     W = dk * dk + dk
     _, jtop = _key_range(hi, n, mask, window)
     jbot, _ = _key_range(lo, n, mask, window)
-    P = np.empty((n, W))
+    P = np.empty((n, W), Kr.dtype)
     for j in range(jbot, jtop + 1):
         for c in range(dk):
             for a in range(dk):
                 P[j, c * dk + a] = Vc[j, c] * Kr[j, a]
         for a in range(dk):
             P[j, dk * dk + a] = Kr[j, a]
-    acc = np.empty(dk)
+    acc = np.empty(dk, Kr.dtype)
     MB = 128
     for i0 in range(lo, hi + 1, MB):
         i1 = min(hi + 1, i0 + MB)
@@ -736,7 +809,7 @@ def _stack_weights(WQ, WK, WV, l):
     """(3 H dk, d): rows [W_Q^(l,h)^T for h] + [W_K^(l,h)^T] + [W_V^(l,h)^T], so that one
     product maps the concatenated q/k/v cotangents of every head back to U1."""
     H, d, dk = WQ.shape[1], WQ.shape[2], WQ.shape[3]
-    W = np.empty((3 * H * dk, d))
+    W = np.empty((3 * H * dk, d), WQ.dtype)
     for h in range(H):
         for a in range(dk):
             for c in range(d):
@@ -783,26 +856,28 @@ def backward(WQ, WK, WV, WO, g1, g2, W1, b1, W2, b2, g3, cos_t, sin_t, iflags, f
     if hi < 0:
         return 0  # zero cotangent: dX stays zero
     # work arrays, reused: rows outside the active range are never read
-    dV = np.zeros((n, B, d))
-    dZ = np.empty((n, B, d))
-    dU = np.empty((n, B, d))
+    ft = dOut.dtype  # float64, or float32 (training in float32)
+    dV = np.zeros((n, B, d), ft)
+    dZ = np.empty((n, B, d), ft)
+    dU = np.empty((n, B, d), ft)
     TB = max(1, 256 // B)  # tokens per MLP block (about 256 rows of B cotangents)
-    dHp = np.empty((TB * B, f))
-    dOall = np.empty((n, B, Hd))
-    dOh = np.empty((n, B, dk))
-    dVc = np.empty((n, B, dk))
-    dQ = np.empty((n, B, dk))
-    dK = np.empty((n, B, dk))
-    dKb = np.empty((B, n, dk))  # _attn_live_bwd's key-cotangent layout
-    dQKV = np.empty((n, B, 3 * Hd))
-    gact = np.empty(f)
+    dHp = np.empty((TB * B, f), ft)
+    dOall = np.empty((n, B, Hd), ft)
+    dOh = np.empty((n, B, dk), ft)
+    dVc = np.empty((n, B, dk), ft)
+    dQ = np.empty((n, B, dk), ft)
+    dK = np.empty((n, B, dk), ft)
+    dKb = np.empty((B, n, dk), ft)  # _attn_live_bwd's key-cotangent layout
+    dQKV = np.empty((n, B, 3 * Hd), ft)
+    gact = np.empty(f, ft)
     _norm_rows_bwd(dOut, g3, fnorm, xh3, r3, lo, hi, dV, dg3, want_params)
 
     for l in range(L - 1, -1, -1):
         m = hi - lo + 1
         # ---- MLP block: V' = Z + bs * psi(N2(Z)) ----
         if mlp:
-            dM = _rows2d(dV, lo, hi) * bs
+            dM = _rows2d(dV, lo, hi).copy()
+            dM *= bs  # in place: keeps the dtype (a float64 scalar would widen a float32 array)
             for t0 in range(lo, hi + 1, TB):  # token blocks: dH of a block stays in cache
                 t1 = min(hi + 1, t0 + TB)
                 q0, q1 = (t0 - lo) * B, (t1 - lo) * B
@@ -840,7 +915,8 @@ def backward(WQ, WK, WV, WO, g1, g2, W1, b1, W2, b2, g3, cos_t, sin_t, iflags, f
             klo, khi = 0, hi
         klo = min(klo, lo)
         khi = max(khi, hi)
-        dO2 = _rows2d(dZ, lo, hi) * bs  # (m*B, d)
+        dO2 = _rows2d(dZ, lo, hi).copy()  # (m*B, d)
+        dO2 *= bs
         # every head's dO at once: W_O^(l) is (H, dk, d) = (H dk, d) contiguous
         np.dot(dO2, WO[l].reshape((Hd, d)).T, _rows2d(dOall, lo, hi))
         if want_params:

@@ -14,6 +14,7 @@ from . import _kernels
 from ._threads import run_split
 from ._validate import checked_cfg, real_array
 from .params import PARAM_NAMES, Params, init_params
+from .params import compute_dtype as _compute_dtype
 from .positions import alibi_slopes, rope_tables
 from .stack import _checked_params, _prescribed_or_dummy, saved_shapes, stack_input
 
@@ -131,12 +132,14 @@ class Workspace:
         self._arrays: dict[str, tuple[object, np.ndarray]] = {}
         self._generation = 0
 
-    def _array(self, name: str, shape: tuple, key) -> np.ndarray:
-        """The array ``name`` of this shape, made (zeroed) when missing or when the shape or
-        ``key`` (the config: arrays a config never writes must read as zero) changed."""
+    def _array(self, name: str, shape: tuple, key, dtype=np.float64) -> np.ndarray:
+        """The array ``name`` of this shape and dtype, made (zeroed) when missing or when the
+        shape, the dtype or ``key`` (the config: arrays a config never writes must read as
+        zero) changed."""
         held = self._arrays.get(name)
-        if held is None or held[0] != key or held[1].shape != shape:
-            held = (key, np.zeros(shape))
+        if (held is None or held[0] != key or held[1].shape != shape
+                or held[1].dtype != dtype):
+            held = (key, np.zeros(shape, dtype))
             self._arrays[name] = held
         return held[1]
 
@@ -155,11 +158,12 @@ class SavedBatch:
     """Forward passes of S input sequences through one parameter set, with every
     intermediate kept for :func:`batch_backward` (made by :func:`batch_forward_saved`).
 
-    ``output`` (S, n, d) and ``attn`` (S, L, H, n, n) are the public results.
+    ``output`` (S, n, d) and ``attn`` (S, L, H, n, n) are the public results (in the
+    compute dtype of the call).
     """
 
     cfg: object
-    params: Params
+    params: Params  # in the compute dtype
     arrays: tuple
     output: np.ndarray
     workspace: Workspace
@@ -170,36 +174,59 @@ class SavedBatch:
         return self.arrays[7]
 
 
-def batch_forward_saved(cfg, params, X, *, workspace=None) -> SavedBatch:
+def batch_forward_saved(cfg, params, X, *, workspace=None,
+                        compute_dtype="float64") -> SavedBatch:
     """Forward S sequences X (S, n, d) through one Params (the training use: a minibatch).
 
     Runs in parallel over sequences. Pair with :func:`batch_backward` for gradients. With a
     :class:`Workspace`, the results live in (and are overwritten with) its memory.
+
+    ``compute_dtype="float32"`` runs the same kernels natively in float32 (weights, inputs,
+    every intermediate and, in :func:`batch_backward`, every cotangent; BLAS in single
+    precision), as frameworks train by default. It needs ``cfg.dtype == "float64"`` (the
+    emulated formats of ``cfg.dtype`` round float64 arithmetic instead). Unit roundoff
+    2^-24 = 6e-8 instead of 1.1e-16: losses and gradients agree with float64 to about
+    1e-6 relative at the test sizes (tests/test_train_float32.py).
     """
     cfg = checked_cfg(cfg)
+    ft = _compute_dtype(compute_dtype)
+    if ft != np.float64 and cfg.dtype != "float64":
+        raise ValueError(f"compute_dtype={ft.name!r} needs cfg.dtype='float64' (no emulated "
+                         f"rounding on top of native float32); got cfg.dtype={cfg.dtype!r}")
     if not isinstance(params, Params):
         raise TypeError(f"params must be an overmix.sims.Params; got {type(params).__name__}")
     if cfg.attention == "prescribed":
         raise ValueError("batch_forward_saved supports attention='softmax' only; got 'prescribed'")
     ws = _workspace(workspace)
-    p = _checked_params(cfg, params)
+    p = _checked_params(cfg, params) if ft == np.float64 else params.checked(cfg, ft)
     X = real_array(X, "X")
     if X.ndim != 3 or X.shape[2] != cfg.d_model or X.shape[0] < 1 or X.shape[1] < 1:
         raise ValueError(f"X must have shape (S, n, d_model) = (S >= 1, n >= 1, {cfg.d_model}); got {X.shape}")
     S, n, d = X.shape
     H = cfg.n_heads
-    V0 = np.ascontiguousarray(np.stack([stack_input(cfg, x) for x in X]))
+    V0 = np.ascontiguousarray(np.stack([stack_input(cfg, x) for x in X]), dtype=ft)
+    if not np.isfinite(V0).all():
+        raise ValueError(f"X must be finite in compute_dtype={ft.name!r}; got entries beyond its range")
     ws._generation += 1
-    arrays = tuple(ws._array(k, (S,) + sh, cfg) for k, sh in saved_shapes(cfg, n).items())
-    out = ws._array("out", (S, n, d), cfg)
+    arrays = tuple(ws._array(k, (S,) + sh, cfg, ft) for k, sh in saved_shapes(cfg, n).items())
+    out = ws._array("out", (S, n, d), cfg, ft)
     status = np.zeros(S, dtype=np.int64)
-    cos_t, sin_t = rope_tables(cfg, n)
-    iflags, fvals = cfg.kernel_flags()
-    run_split(_kernels.forward_saved_many, S, *p.arrays(), V0, np.zeros((1, 1, 1, 1)), cos_t,
-              sin_t, alibi_slopes(H), iflags, fvals, *arrays, out, status)
+    cos_t, sin_t, slopes, fvals = _in_dtype(cfg, n, ft)
+    iflags = cfg.kernel_flags()[0]
+    run_split(_kernels.forward_saved_many, S, *p.arrays(), V0, np.zeros((1, 1, 1, 1), ft), cos_t,
+              sin_t, slopes, iflags, fvals, *arrays, out, status)
     _check_status(status, cfg)
     return SavedBatch(cfg=cfg, params=p, arrays=arrays, output=out, workspace=ws,
                       generation=ws._generation)
+
+
+def _in_dtype(cfg, n, ft):
+    """The kernels' float tables (RoPE cos/sin, ALiBi slopes, fvals) in the compute dtype:
+    the scalars in fvals (scale, eps, ...) then keep the arithmetic in that dtype."""
+    cos_t, sin_t = rope_tables(cfg, n)
+    fvals = cfg.kernel_flags()[1]
+    return tuple(np.ascontiguousarray(a, dtype=ft)
+                 for a in (cos_t, sin_t, alibi_slopes(cfg.n_heads), fvals))
 
 
 # Sequences whose parameter cotangents share one accumulation slot: ceil(S / GROUPS) each, a
@@ -227,14 +254,18 @@ def batch_backward(saved: SavedBatch, cotangent, *, frozen=False) -> tuple[np.nd
     C = real_array(cotangent, "cotangent")
     if C.shape != saved.output.shape:
         raise ValueError(f"cotangent must have shape {saved.output.shape}; got {C.shape}")
+    ft = saved.output.dtype
+    C = C.astype(ft, copy=False)
+    if not np.isfinite(C).all():
+        raise ValueError(f"cotangent must be finite in {ft}; got entries beyond its range")
     S, n, d = C.shape
     group = -(-S // GROUPS)
     n_groups = -(-S // group)
-    cos_t, sin_t = rope_tables(cfg, n)
-    iflags, fvals = cfg.kernel_flags()
-    slots = [ws._array("grad_" + k, (n_groups,) + a.shape, cfg)
+    cos_t, sin_t, _, fvals = _in_dtype(cfg, n, ft)
+    iflags = cfg.kernel_flags()[0]
+    slots = [ws._array("grad_" + k, (n_groups,) + a.shape, cfg, ft)
              for k, a in zip(PARAM_NAMES, saved.params.arrays())]
-    dX = ws._array("dX", (S, n, 1, d), cfg)
+    dX = ws._array("dX", (S, n, 1, d), cfg, ft)
     dX[...] = 0.0
     run_split(_kernels.backward_many, n_groups, *saved.params.arrays(), cos_t, sin_t, iflags,
               fvals, *saved.arrays, np.ascontiguousarray(C[:, :, None, :]), bool(frozen), group,

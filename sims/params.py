@@ -9,6 +9,24 @@ import numpy as np
 
 from .config import StackConfig
 
+# Arithmetic dtypes of the kernels: float64, and float32 for native float32 training
+# (StackConfig.dtype's "float32" is something else: float64 arithmetic rounded to float32).
+COMPUTE_DTYPES = ("float64", "float32")
+
+
+def compute_dtype(value) -> np.dtype:
+    """``value`` ("float64"/"float32", or the NumPy dtype) as a NumPy dtype; ValueError otherwise."""
+    dt = None
+    if value is not None:  # np.dtype(None) is float64: refuse it rather than guess
+        try:
+            dt = np.dtype(value)
+        except TypeError:
+            pass
+    if dt is None or dt.name not in COMPUTE_DTYPES:
+        raise ValueError(f"compute_dtype must be one of {COMPUTE_DTYPES}; got {value!r}")
+    return dt
+
+
 PARAM_NAMES = ("W_Q", "W_K", "W_V", "W_O", "g1", "g2", "W1", "b1", "W2", "b2", "g3")
 
 
@@ -49,8 +67,11 @@ class Params:
     def as_dict(self) -> dict[str, np.ndarray]:
         return {k: getattr(self, k) for k in PARAM_NAMES}
 
-    def checked(self, cfg: StackConfig) -> "Params":
-        """Validated copy for ``cfg``: shapes match, real, finite, float64 C-contiguous."""
+    def checked(self, cfg: StackConfig, dtype="float64") -> "Params":
+        """Validated copy for ``cfg``: shapes match, real, finite, C-contiguous, in ``dtype``
+        ("float64", or "float32" for native float32 training, see
+        :func:`overmix.sims.batch_forward_saved`)."""
+        dtype = compute_dtype(dtype)
         shapes = param_shapes(cfg)
         out = {}
         for k in PARAM_NAMES:
@@ -64,9 +85,11 @@ class Params:
                 raise TypeError(f"params.{k} must be numeric; got dtype {a.dtype}")
             if a.shape != shapes[k]:
                 raise ValueError(f"params.{k} must have shape {shapes[k]} for this config; got {a.shape}")
-            a = np.ascontiguousarray(a, dtype=np.float64)
             if not np.isfinite(a).all():
                 raise ValueError(f"params.{k} must be finite; got NaN or inf")
+            a = np.ascontiguousarray(a, dtype=dtype)
+            if not np.isfinite(a).all():  # finite in float64 may overflow in float32
+                raise ValueError(f"params.{k} must be finite in {dtype}; got entries beyond its range")
             out[k] = a
         return Params(**out)
 

@@ -16,7 +16,9 @@ bit.
 
 Only ``dtype="float64"`` stacks can be trained: the reverse pass of the emulated
 low-precision forward is not defined (its derivative is zero almost everywhere), and
-:func:`overmix.sims.batch_backward` refuses it.
+:func:`overmix.sims.batch_backward` refuses it. Training itself runs in float64 or, with
+``TrainConfig(compute_dtype="float32")``, natively in float32 (weights, activations,
+gradients and optimiser state in float32, single-precision BLAS), as frameworks train.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from . import _kernels
 from ._threads import serial_blas
 from .batch import Workspace, batch_backward, batch_forward_saved
 from .config import StackConfig
-from .params import PARAM_NAMES, Params, init_params
+from .params import PARAM_NAMES, Params, compute_dtype as _compute_dtype, init_params
 
 OPTIMIZERS = ("adam", "sgd")
 EXTRA_NAMES = ("E", "P", "W_U")
@@ -154,6 +156,10 @@ class TrainConfig:
         Threshold of the sink metric (THEORY.md A8; GSM's default 0.3).
     sink_T : int >= 1
         Queries averaged by the sink score; min(sink_T, n) is used (GSM: 64).
+    compute_dtype : {"float64", "float32"}
+        Arithmetic and storage dtype of the training step: float32 keeps the weights, every
+        activation and gradient, and the optimiser state in float32 (the metrics are
+        computed in float64 from the float32 attention maps).
     """
 
     steps: int = 200
@@ -169,6 +175,7 @@ class TrainConfig:
     attn_steps: tuple = ()
     sink_eps: float = 0.3
     sink_T: int = 64
+    compute_dtype: str = "float64"
 
     def __post_init__(self):
         put = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731  (frozen dataclass)
@@ -195,6 +202,7 @@ class TrainConfig:
         put("sink_eps", _real("sink_eps", self.sink_eps, lo=0.0, hi=1.0, lo_open=True, hi_open=True,
                               allowed="in (0, 1)"))
         put("sink_T", _int("sink_T", self.sink_T, 1))
+        put("compute_dtype", _compute_dtype(self.compute_dtype).name)
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -254,11 +262,12 @@ class LMParams:
         stack = Params(**{k: d[k] for k in PARAM_NAMES})
         return cls(stack=stack, E=d["E"], P=d.get("P"), W_U=d.get("W_U"))
 
-    def checked(self, cfg: LMConfig) -> "LMParams":
-        """Validated copy: shapes for ``cfg``, finite, float64."""
+    def checked(self, cfg: LMConfig, dtype="float64") -> "LMParams":
+        """Validated copy: shapes for ``cfg``, finite, in ``dtype`` ("float64"/"float32")."""
         if not isinstance(self.stack, Params):
             raise TypeError(f"params.stack must be an overmix.sims.Params; got {type(self.stack).__name__}")
-        stack = self.stack.checked(cfg.stack)
+        dtype = _compute_dtype(dtype)
+        stack = self.stack.checked(cfg.stack, dtype)
         V, d = cfg.vocab_size, cfg.stack.d_model
         want = {"E": (V, d), "P": (cfg.max_len, d) if cfg.max_len else None,
                 "W_U": None if cfg.tied else (d, V)}
@@ -278,9 +287,11 @@ class LMParams:
                 raise TypeError(f"params.{k} must be real; got dtype {a.dtype}")
             if a.shape != shape:
                 raise ValueError(f"params.{k} must have shape {shape}; got {a.shape}")
-            a = np.ascontiguousarray(a, dtype=np.float64)
             if not np.isfinite(a).all():
                 raise ValueError(f"params.{k} must be finite; got NaN or inf")
+            a = np.ascontiguousarray(a, dtype=dtype)
+            if not np.isfinite(a).all():  # finite in float64 may overflow in float32
+                raise ValueError(f"params.{k} must be finite in {dtype}; got entries beyond its range")
             out[k] = a
         return LMParams(stack=stack, **out)
 
@@ -372,7 +383,8 @@ class LossGrad:
     attn: np.ndarray
 
 
-def loss(cfg: LMConfig, params: LMParams, inputs, targets, weights=None) -> float:
+def loss(cfg: LMConfig, params: LMParams, inputs, targets, weights=None, *,
+         compute_dtype="float64") -> float:
     r"""Mean next-token cross-entropy (nats) of ``targets`` given ``inputs``.
 
     .. math:: \mathcal L = \frac{\sum_{s,i} w_{si}\,(\log\sum_v e^{z_{siv}} - z_{s,i,y_{si}})}{\sum_{s,i} w_{si}},
@@ -386,12 +398,14 @@ def loss(cfg: LMConfig, params: LMParams, inputs, targets, weights=None) -> floa
         Usually ``tokens[:, :-1]`` and ``tokens[:, 1:]``.
     weights : (S, n), optional
         Non-negative weights of the positions (default all 1).
+    compute_dtype : {"float64", "float32"}
+        Arithmetic of the forward pass (see :class:`TrainConfig`); params are cast to it.
     """
     with serial_blas():
-        return _forward_loss(cfg, params, inputs, targets, weights)[0]
+        return _forward_loss(cfg, params, inputs, targets, weights, None, compute_dtype)[0]
 
 
-def _forward_loss(cfg, params, inputs, targets, weights, workspace=None):
+def _forward_loss(cfg, params, inputs, targets, weights, workspace=None, compute_dtype="float64"):
     # Callers hold serial_blas(): NumPy's own products here (logits, dW_U) must not wake
     # its BLAS threads, which keep spinning after each call and take the cores from the
     # kernel threads (measured: 123-133 ms a benchmark step with them, 74-91 ms without).
@@ -399,18 +413,20 @@ def _forward_loss(cfg, params, inputs, targets, weights, workspace=None):
         raise TypeError(f"cfg must be an LMConfig; got {type(cfg).__name__}")
     if not isinstance(params, LMParams):
         raise TypeError(f"params must be an LMParams; got {type(params).__name__}")
-    p = params.checked(cfg)
+    ft = _compute_dtype(compute_dtype)
+    p = params.checked(cfg, ft)
     x, y, w = _checked_tokens(cfg, inputs, targets, weights)
-    saved = batch_forward_saved(cfg.stack, p.stack, _embed(cfg, p, x), workspace=workspace)
+    saved = batch_forward_saved(cfg.stack, p.stack, _embed(cfg, p, x), workspace=workspace,
+                                compute_dtype=ft)
     z = (saved.output @ _unembedding(p)).reshape(-1, cfg.vocab_size)
-    wn = (w / w.sum()).reshape(-1)
+    wn = (w / w.sum()).reshape(-1).astype(ft)
     dz = np.empty_like(z)  # the cotangent on the logits, for loss_and_grad
-    value = _kernels.lm_head(z, y.reshape(-1), wn, dz, np.empty((2, cfg.vocab_size)))
+    value = _kernels.lm_head(z, y.reshape(-1), wn, dz, np.empty((2, cfg.vocab_size), ft))
     return float(value), (p, x, saved, dz)
 
 
 def loss_and_grad(cfg: LMConfig, params: LMParams, inputs, targets, weights=None, *,
-                  workspace: Workspace | None = None) -> LossGrad:
+                  workspace: Workspace | None = None, compute_dtype="float64") -> LossGrad:
     """The loss of :func:`loss` and its exact gradient with respect to every weight.
 
     The cotangent on the logits is w (softmax(z) - onehot(y)) / sum(w); it flows back to Y
@@ -422,6 +438,9 @@ def loss_and_grad(cfg: LMConfig, params: LMParams, inputs, targets, weights=None
     A training loop passes one :class:`overmix.sims.Workspace` to every call, so the
     forward pass's saved arrays are made once (``attn`` of the result then lives in the
     workspace and is overwritten by the next call with it).
+
+    With ``compute_dtype="float32"`` the whole step runs in float32 (params are cast to it)
+    and the gradients are float32 arrays.
 
     Returns
     -------
@@ -438,18 +457,19 @@ def loss_and_grad(cfg: LMConfig, params: LMParams, inputs, targets, weights=None
     (True, (5, 8))
     """
     with serial_blas():  # see _forward_loss
-        return _loss_and_grad(cfg, params, inputs, targets, weights, workspace)
+        return _loss_and_grad(cfg, params, inputs, targets, weights, workspace, compute_dtype)
 
 
-def _loss_and_grad(cfg, params, inputs, targets, weights, workspace):
-    value, (p, x, saved, dz) = _forward_loss(cfg, params, inputs, targets, weights, workspace)
+def _loss_and_grad(cfg, params, inputs, targets, weights, workspace, compute_dtype):
+    value, (p, x, saved, dz) = _forward_loss(cfg, params, inputs, targets, weights, workspace,
+                                             compute_dtype)
     S, n = x.shape
     V, d = cfg.vocab_size, cfg.stack.d_model
     Wu = _unembedding(p)
     dY = (dz @ Wu.T).reshape(S, n, d)
     dWu = saved.output.reshape(-1, d).T @ dz  # (d, V); one BLAS product (einsum: 4 ms of a ~100 ms benchmark step)
     dX, gstack = batch_backward(saved, dY)
-    dE = np.zeros((V, d))
+    dE = np.zeros((V, d), dz.dtype)
     _kernels.scatter_rows(x.reshape(-1), np.ascontiguousarray(dX.reshape(-1, d)), dE)  # fixed order
     if p.W_U is None:
         dE += dWu.T
@@ -720,6 +740,7 @@ def train(cfg: LMConfig, tc: TrainConfig, data: Callable[[int], np.ndarray], eva
     Returns
     -------
     (LMParams, History)
+        The weights are in ``tc.compute_dtype``.
 
     Raises
     ------
@@ -746,10 +767,10 @@ def train(cfg: LMConfig, tc: TrainConfig, data: Callable[[int], np.ndarray], eva
         if ck["cfg"] != cfg or ck["train"] != tc:
             raise ValueError(f"checkpoint {os.fspath(checkpoint)!r} was written for another config; "
                              "pass the same LMConfig and TrainConfig, or resume=False")
-        p = ck["params"].checked(cfg)
+        p = ck["params"].checked(cfg, tc.compute_dtype)
         state, history, start, seed = ck["opt_state"], ck["history"], ck["step"], ck["seed"]
     else:
-        p = (init_lm(cfg, seed) if params is None else params).checked(cfg)
+        p = (init_lm(cfg, seed) if params is None else params).checked(cfg, tc.compute_dtype)
         history = History()
         state = init_opt_state(p.as_dict(), tc)
     pd = p.as_dict()
@@ -760,7 +781,8 @@ def train(cfg: LMConfig, tc: TrainConfig, data: Callable[[int], np.ndarray], eva
     def evaluate(step, batch_loss, gnorm, params_dict):
         lp = LMParams.from_dict(params_dict)
         with serial_blas():
-            ev_loss, (_, _, saved, _) = _forward_loss(cfg, lp, ex, ey, ew, eval_ws)
+            ev_loss, (_, _, saved, _) = _forward_loss(cfg, lp, ex, ey, ew, eval_ws,
+                                                      tc.compute_dtype)
         metric, scores = _sink_stats(saved.attn, tc)
         history.steps.append(step)
         history.loss.append(ev_loss if batch_loss is None else batch_loss)
@@ -790,7 +812,8 @@ def train(cfg: LMConfig, tc: TrainConfig, data: Callable[[int], np.ndarray], eva
                 raise ValueError(f"data(step) must give batch_size = {tc.batch_size} sequences; "
                                  f"got {x.shape[0]}")
             try:
-                r = loss_and_grad(cfg, LMParams.from_dict(pd), x, y, w, workspace=train_ws)
+                r = loss_and_grad(cfg, LMParams.from_dict(pd), x, y, w, workspace=train_ws,
+                                  compute_dtype=tc.compute_dtype)
             except FloatingPointError as err:
                 raise diverged(step, f"the forward pass overflowed ({err})") from err
             g = r.grads.as_dict()
