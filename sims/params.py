@@ -15,9 +15,12 @@ COMPUTE_DTYPES = ("float64", "float32")
 
 
 def compute_dtype(value) -> np.dtype:
-    """``value`` ("float64"/"float32", or the NumPy dtype) as a NumPy dtype; ValueError otherwise."""
+    """``value`` ("float64"/"float32", or that NumPy dtype or scalar type) as a NumPy dtype;
+    ValueError otherwise."""
     dt = None
-    if value is not None:  # np.dtype(None) is float64: refuse it rather than guess
+    if isinstance(value, str):  # the names only (np.dtype would also take codes like "f")
+        dt = np.dtype(value) if value in COMPUTE_DTYPES else None
+    elif isinstance(value, (np.dtype, type)):  # np.dtype(None) would be float64: not taken
         try:
             dt = np.dtype(value)
         except TypeError:
@@ -87,7 +90,8 @@ class Params:
                 raise ValueError(f"params.{k} must have shape {shapes[k]} for this config; got {a.shape}")
             if not np.isfinite(a).all():
                 raise ValueError(f"params.{k} must be finite; got NaN or inf")
-            a = np.ascontiguousarray(a, dtype=dtype)
+            with np.errstate(over="ignore"):  # checked next
+                a = np.ascontiguousarray(a, dtype=dtype)
             if not np.isfinite(a).all():  # finite in float64 may overflow in float32
                 raise ValueError(f"params.{k} must be finite in {dtype}; got entries beyond its range")
             out[k] = a

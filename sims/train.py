@@ -289,7 +289,8 @@ class LMParams:
                 raise ValueError(f"params.{k} must have shape {shape}; got {a.shape}")
             if not np.isfinite(a).all():
                 raise ValueError(f"params.{k} must be finite; got NaN or inf")
-            a = np.ascontiguousarray(a, dtype=dtype)
+            with np.errstate(over="ignore"):  # checked next
+                a = np.ascontiguousarray(a, dtype=dtype)
             if not np.isfinite(a).all():  # finite in float64 may overflow in float32
                 raise ValueError(f"params.{k} must be finite in {dtype}; got entries beyond its range")
             out[k] = a
