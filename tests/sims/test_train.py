@@ -390,6 +390,21 @@ def test_train_command_writes_the_output_contract(tiny_experiments, tmp_path, mo
     assert "sink metric" in capsys.readouterr().out
 
 
+def test_train_command_trains_in_float32_when_asked(tiny_experiments, tmp_path, monkeypatch):
+    import json
+
+    from overmix.cli import main
+
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", os.environ.get("OPENBLAS_NUM_THREADS", "1"))
+    rc = main(["train", "interventions", "--quick", "--out", str(tmp_path), "--no-progress",
+               "--compute-dtype", "float32"])
+    assert rc == 0
+    with open(tmp_path / "interventions.json") as f:
+        meta = json.load(f)
+    check_contract(meta)
+    assert meta["config"]["sweep"]["compute_dtype"] == "float32"
+
+
 def test_train_command_averages_over_seeds(tiny_experiments, tmp_path, monkeypatch, capsys):
     import json
 
@@ -489,8 +504,13 @@ def test_setting_overrides_are_checked_by_name():
 
     c = experiment_setting("context", quick=True, setting={"ns": [8, 16], "lr": 1, "seeds": 2})
     assert c["ns"] == (8, 16) and c["lr"] == 1.0 and isinstance(c["lr"], float) and c["seeds"] == 2
+    assert c.pop("compute_dtype") == "float64"  # the entry every setting has
     assert {k: v for k, v in c.items() if k not in ("ns", "lr", "seeds")} == {
         k: v for k, v in CONTEXT["quick"].items() if k not in ("ns", "lr", "seeds")}
+    c = experiment_setting("context", setting={"compute_dtype": np.float32})
+    assert c["compute_dtype"] == "float32"
+    with pytest.raises(ValueError, match=r"setting\['compute_dtype'\]: compute_dtype must be one of"):
+        experiment_setting("context", setting={"compute_dtype": "float16"})
     with pytest.raises(ValueError, match=r"'nn'.*allowed"):
         experiment_setting("context", setting={"nn": [8]})
     with pytest.raises(TypeError, match=r"setting\['steps'\] must be an int"):
