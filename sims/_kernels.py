@@ -17,6 +17,10 @@ Every kernel uses ``error_model="numpy"``: a float division by zero gives inf/na
 the status checks) instead of raising. Under Numba's default ("python") each division tests
 its divisor, which keeps loops from being vectorised: the GELU derivative of a 128 x 256
 block took 0.78 ms that way and 0.02 ms without the test. Results are the same bits.
+The float64 path (emulation code 0) is generic in the float type: every work array takes
+the dtype of the kernel's inputs, and the exp picks its float32 or float64 kernel at compile
+time (:func:`_exp_row`), so the same source compiles to native float32 kernels for float32
+training (sims/batch.py's ``compute_dtype``). The emulated formats run on float64 arrays only.
 Hot inner loops index a view with the bare loop variable (``row = M[i, k0:k1]; row[j]``),
 not an offset (``M[i, k0 + j]``): Numba wraps negative indices, and for an offset it cannot
 prove non-negative that check stops the loop from being vectorised (the softmax reverse's
@@ -322,7 +326,7 @@ def _exp_row_impl(x, out, tbuf):
 
 @njit(error_model="numpy", cache=True)
 def _exp_shifted(s, e, tbuf):
-    """In place s -= max(s); then e = e^s (:func:`_exp64_row`) and return sum(e), summed in
+    """In place s -= max(s); then e = e^s (:func:`_exp_row`) and return sum(e), summed in
     order: the stable core of a softmax row (entries of e lie in (0, 1], one of them 1)."""
     w = s.shape[0]
     mx = -np.inf
@@ -357,7 +361,7 @@ def _branch_add64(V, B, bs, residual, out):
 
 @njit(error_model="numpy", cache=True)
 def _gelu_row64(u, b, y, work, ework):
-    """In place u += b, then y = GELU(u) = u (1 + tanh z) / 2 for one float64 row, with
+    """In place u += b, then y = GELU(u) = u (1 + tanh z) / 2 for one float64 (or float32) row, with
     tanh z = 1 - 2 / (e^(2z) + 1) (exp is cheaper than tanh; absolute error ~1e-16, a
     relative error ~2e-16 of y) and e^(2z) from :func:`_exp64_row` (within 1 ulp of libm's),
     all in loops the compiler vectorises (with the float64 softmax row: the forward pass of
@@ -378,14 +382,17 @@ def _gelu_row64(u, b, y, work, ework):
 
 @njit(error_model="numpy", cache=True)  # u = 0 gives inf/nan in the first loop (fixed below)
 def _act_grad_row(u, y, kind, out):
-    """out[a] = psi'(u[a]) for a row, given y = psi(u) from the float64 forward pass (the
-    reverse pass is float64).
+    """out[a] = psi'(u[a]) for a row, given y = psi(u) from the forward pass (float64, or
+    float32 when training in float32; the reverse pass runs in the same dtype).
 
     tanh is the costly part, and y already holds it: gelu y = u (1 + t) / 2 gives
     t = 2 y / u - 1 (absolute error ~1e-16, as |y| <= |u|), tanh y = t gives 1 - y^2. The
     activation is chosen once per row and the GELU's loop has no branches or calls, so the
     compiler vectorises it (a 128 x 256 block: 0.02 ms instead of 0.7 ms entry by entry)."""
     f = u.shape[0]
+    # below tiny, y = psi(u) ~ u / 2 may be subnormal (few significant bits) and psi'(u) is
+    # 1/2 to the dtype's precision: float64 1e-150, float32 1e-30 (its normals end at 1e-38)
+    tiny = 1e-150 if u.itemsize == 8 else 1e-30
     if kind == 0:
         k = math.sqrt(2.0 / math.pi)
         for a in range(f):
@@ -393,7 +400,7 @@ def _act_grad_row(u, y, kind, out):
             t = 2.0 * y[a] / ua - 1.0
             out[a] = 0.5 * (1.0 + t) + 0.5 * ua * (1.0 - t * t) * k * (1.0 + 3.0 * 0.044715 * ua * ua)
         for a in range(f):
-            if abs(u[a]) < 1e-150:
+            if abs(u[a]) < tiny:
                 # y may be subnormal (or u = 0: 0/0 above); psi'(u) = 1/2 + O(u) rounds to
                 # exactly 0.5 here (tested through vjp). A call in this loop would stop the
                 # loop above from being vectorised (measured 13x).

@@ -96,6 +96,25 @@ def test_the_exp_row_dispatch_picks_the_kernel_of_the_dtype():
     np.testing.assert_allclose(e32, np.exp(sh32.astype(np.float64)), rtol=2.5e-7)  # 2 ulp
 
 
+def test_float32_gelu_derivative_near_zero_is_one_half():
+    """psi'(u) comes from y = psi(u) as t = 2 y / u - 1; for float32 subnormal u, y = u / 2
+    has few significant bits (or rounds to 0), so below 1e-30 the kernel returns 1/2, which
+    is psi'(u) = 1/2 + 0.8 u to float32 precision there."""
+    u = np.array([0.0, 1e-45, -1e-44, 1e-40, -1e-38, 1e-31, 2e-30, -3e-8, 0.25, -2.0],
+                 dtype=np.float32)
+    y, work, ework = np.empty_like(u), np.empty_like(u), np.empty_like(u)
+    v = u.copy()
+    _kernels._gelu_row64(v, np.zeros_like(u), y, work, ework)
+    got = np.empty_like(u)
+    _kernels._act_grad_row(v, y, 0, got)
+    x = u.astype(np.float64)  # psi'(u) of the tanh-form GELU, in float64
+    k = np.sqrt(2.0 / np.pi)
+    th = np.tanh(k * (x + 0.044715 * x ** 3))
+    want = 0.5 * (1.0 + th) + 0.5 * x * (1.0 - th ** 2) * k * (1.0 + 3.0 * 0.044715 * x ** 2)
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+    assert np.all(got[:6] == np.float32(0.5))
+
+
 # ------------------------------------------------------------------------------------------
 # losses and gradients against the float64 path
 # ------------------------------------------------------------------------------------------
