@@ -91,7 +91,8 @@ class Params:
             if not np.isfinite(a).all():
                 raise ValueError(f"params.{k} must be finite; got NaN or inf")
             with np.errstate(over="ignore"):  # checked next
-                a = np.ascontiguousarray(a, dtype=dtype)
+                # a copy even when a already has the dtype: callers may round it in place
+                a = np.array(a, dtype=dtype, order="C", copy=True)
             if not np.isfinite(a).all():  # finite in float64 may overflow in float32
                 raise ValueError(f"params.{k} must be finite in {dtype}; got entries beyond its range")
             out[k] = a

@@ -86,7 +86,7 @@ def _checked_params(cfg: StackConfig, params) -> Params:
     p = params.checked(cfg)
     code = DTYPES.index(cfg.dtype)
     if code:
-        for a in p.arrays():  # fresh copies from checked(): rounding in place is safe
+        for a in p.arrays():  # checked() returns copies: rounding in place is safe
             _kernels.round_array(a, code)
     return p
 

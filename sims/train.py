@@ -290,7 +290,7 @@ class LMParams:
             if not np.isfinite(a).all():
                 raise ValueError(f"params.{k} must be finite; got NaN or inf")
             with np.errstate(over="ignore"):  # checked next
-                a = np.ascontiguousarray(a, dtype=dtype)
+                a = np.array(a, dtype=dtype, order="C", copy=True)  # a copy, as Params.checked
             if not np.isfinite(a).all():  # finite in float64 may overflow in float32
                 raise ValueError(f"params.{k} must be finite in {dtype}; got entries beyond its range")
             out[k] = a

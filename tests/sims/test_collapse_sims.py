@@ -214,14 +214,16 @@ def test_precision_threshold_reports_not_reached_up_to_n_max():
 
 def test_bfloat16_collapses_before_float16():
     # measured (weights stored in the format): this family is bitwise equal from n = 40 in
-    # bf16 and from n = 132 in fp16
+    # bf16 and from n = 219 in fp16 (the heuristic n* ~ C/u of B6 predicts a factor ~8).
+    # Until 2026-11-23 this test read 132 for fp16: the bf16 run had rounded the shared
+    # weights to bf16 in place (a bug of the wrappers), so fp16 ran on bf16 weights.
     cfg = StackConfig(n_layers=1, d_model=8, n_heads=2)
     p = init_params(cfg, 1)
     rng = np.random.default_rng(1)
     b = rng.standard_normal(8)
-    prefix, last = np.tile(b, (200, 1)), b + 0.1 * rng.standard_normal(8)
+    prefix, last = np.tile(b, (300, 1)), b + 0.1 * rng.standard_normal(8)
     r_bf = precision_threshold(cfg, p, prefix, last, n_max=150, dtype="bfloat16")
-    r_fp = precision_threshold(cfg, p, prefix, last, n_max=150, dtype="float16")
+    r_fp = precision_threshold(cfg, p, prefix, last, n_max=300, dtype="float16")
     assert r_bf.reached and r_fp.reached and r_bf.n < r_fp.n
 
 

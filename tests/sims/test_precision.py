@@ -169,6 +169,18 @@ def test_low_precision_forward_with_prescribed_attention_matches_oracle(case, ki
 
 
 @pytest.mark.parametrize("dtype", LOW)
+def test_low_precision_forward_leaves_the_callers_weights_alone(dtype):
+    """The weights are rounded to the format for the run, on a copy (they were rounded in
+    place, in the caller's arrays, until 2026-11-23)."""
+    cfg = sims.StackConfig(n_layers=1, d_model=4, n_heads=1, dtype=dtype)
+    p = sims.init_params(cfg, 0)
+    before = {k: v.copy() for k, v in p.as_dict().items()}
+    sims.forward(cfg, p, np.ones((3, 4)))
+    sims.batch_forward(cfg, [p], np.ones((3, 4)))
+    assert all(np.array_equal(before[k], v) for k, v in p.as_dict().items())
+
+
+@pytest.mark.parametrize("dtype", LOW)
 def test_low_precision_values_are_representable_in_the_format(dtype):
     cfg = sims.StackConfig(n_layers=2, d_model=8, n_heads=2, pos="rope", dtype=dtype)
     p = sims.init_params(cfg, 0)
