@@ -195,13 +195,19 @@ _EXP_HI = 709.0
 
 
 @njit(error_model="numpy", cache=True)
-def _exp64_fix(x, out):
-    """libm's exp where x is outside [_EXP_LO, _EXP_HI] or NaN (kept out of _exp64_row:
-    a call in its loops stops them from being vectorised)."""
+def _exp_outside(x, out, lo, hi):
+    """libm's exp (expf for float32) where x is outside (lo, hi) or NaN, after the rows'
+    polynomial (kept out of _exp64_row and _exp32_row: a call in their loops stops them from
+    being vectorised; the counting loop here vectorises)."""
+    bad = 0
     for a in range(x.shape[0]):
         xa = x[a]
-        if not (xa > _EXP_LO and xa < _EXP_HI):
-            out[a] = math.exp(xa)
+        bad += 0 if (xa > lo and xa < hi) else 1
+    if bad:
+        for a in range(x.shape[0]):
+            xa = x[a]
+            if not (xa > lo and xa < hi):
+                out[a] = math.exp(xa)
     return 0
 
 
@@ -243,12 +249,7 @@ def _exp64_row(x, out, tbuf):
     tbits = tbuf.view(np.int64)
     for a in range(n):
         bits[a] = bits[a] + (tbits[a] << 52)
-    bad = 0
-    for a in range(n):
-        xa = x[a]
-        bad += 0 if (xa > _EXP_LO and xa < _EXP_HI) else 1
-    if bad:
-        _exp64_fix(x, out)
+    _exp_outside(x, out, _EXP_LO, _EXP_HI)
     return 0
 
 
@@ -261,16 +262,6 @@ _EXP32_LO = np.float32(-87.0)  # e^-87.3 is float32's smallest normal; e^88.7 ov
 _EXP32_HI = np.float32(88.0)
 _EXP32_C = tuple(np.float32(1.0 / math.factorial(m)) for m in range(7, -1, -1))  # 1/7!, ..., 1
 _I23 = np.int32(23)
-
-
-@njit(error_model="numpy", cache=True)
-def _exp32_fix(x, out):
-    """:func:`_exp64_fix` for float32 rows: libm's expf outside [_EXP32_LO, _EXP32_HI]."""
-    for a in range(x.shape[0]):
-        xa = x[a]
-        if not (xa > _EXP32_LO and xa < _EXP32_HI):
-            out[a] = math.exp(xa)
-    return 0
 
 
 @njit(error_model="numpy", cache=True)
@@ -300,12 +291,7 @@ def _exp32_row(x, out, tbuf):
     tbits = tbuf.view(np.int32)
     for a in range(n):
         bits[a] = bits[a] + (tbits[a] << _I23)  # the low mantissa bits of t hold k
-    bad = 0
-    for a in range(n):
-        xa = x[a]
-        bad += 0 if (xa > _EXP32_LO and xa < _EXP32_HI) else 1
-    if bad:
-        _exp32_fix(x, out)
+    _exp_outside(x, out, _EXP32_LO, _EXP32_HI)
     return 0
 
 
