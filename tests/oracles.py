@@ -497,7 +497,9 @@ def conditioning(cfg, params, X, attn=None) -> dict:
         u_i to g (u_i - mean u_i) / s_i, s_i = sqrt(var(u_i) + eps). Rounding u in float64
         (~1e-16 |u_i|) survives the centring, so output entries move by ~1e-16 |u_i|/s_i,
         while errors are measured relative to the largest output ~ max_i |u_i - mean|/s_i:
-        kappa = max_i (|u_i|_inf / s_i) / max_i (|u_i - mean u_i|_inf / s_i).
+        kappa = max_i (|u|_inf / s_i) / max_i (|u_i - mean u_i|_inf / s_i), with the whole
+        array's |u|_inf (a row near 0 by cancellation carries errors of the terms that
+        cancelled), except for exactly constant rows (their own |u_i|_inf).
         (rms and "none" do not cancel: 1.) Constant rows with small eps, or rows whose
         spread is tiny next to their mean, are genuinely ill-conditioned.
     "max_logit" : largest |logit| of a softmax head; the softmax's relative condition number
@@ -516,7 +518,16 @@ def conditioning(cfg, params, X, attn=None) -> dict:
         if kind == "layer":
             C = U - U.mean(axis=1, keepdims=True)
             s = np.sqrt(U.var(axis=1) + c["eps"])
-            num = (np.abs(U).max(axis=1) / s).max()
+            # A row's rounding errors are ~1e-16 of the terms summed into it, not of the row
+            # itself: a row that came out near 0 by cancellation (attention mixes every
+            # row's values into it) carries errors ~1e-16 max|U|. So rows are measured
+            # against the array's largest entry, except rows exactly constant (their
+            # centring gives exact zeros in any implementation). Seen: a final-norm row of
+            # size 1e-6 (s ~ eps^(1/2) = 1e-3) with kappa 2 by the row's own size, and
+            # outputs 1.6e-12 apart.
+            live = np.abs(C).max(axis=1) > 0
+            scale = float(np.abs(U).max())
+            num = (np.where(live, scale, np.abs(U).max(axis=1)) / s).max()
             den = (np.abs(C).max(axis=1) / s).max()
             kappa = max(kappa, float(num / den) if den > 0 else (np.inf if num > 0 else 1.0))
     max_logit = max((float(np.abs(S).max()) for S in rec.get("logits", [])), default=0.0)
