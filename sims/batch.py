@@ -200,12 +200,11 @@ def batch_forward_saved(cfg, params, X, *, workspace=None,
     if cfg.attention == "prescribed":
         raise ValueError("batch_forward_saved supports attention='softmax' only; got 'prescribed'")
     ws = _workspace(workspace)
-    p = _checked_params(cfg, params) if ft == np.float64 else params.checked(cfg, ft)
+    p = _checked_params(cfg, params, ft)
     X = real_array(X, "X")
     if X.ndim != 3 or X.shape[2] != cfg.d_model or X.shape[0] < 1 or X.shape[1] < 1:
         raise ValueError(f"X must have shape (S, n, d_model) = (S >= 1, n >= 1, {cfg.d_model}); got {X.shape}")
     S, n, d = X.shape
-    H = cfg.n_heads
     with np.errstate(over="ignore"):  # checked next
         V0 = np.ascontiguousarray(np.stack([stack_input(cfg, x) for x in X]), dtype=ft)
     if not np.isfinite(V0).all():
@@ -214,8 +213,7 @@ def batch_forward_saved(cfg, params, X, *, workspace=None,
     arrays = tuple(ws._array(k, (S,) + sh, cfg, ft) for k, sh in saved_shapes(cfg, n).items())
     out = ws._array("out", (S, n, d), cfg, ft)
     status = np.zeros(S, dtype=np.int64)
-    cos_t, sin_t, slopes, fvals = _in_dtype(cfg, n, ft)
-    iflags = cfg.kernel_flags()[0]
+    cos_t, sin_t, slopes, iflags, fvals = _kernel_tables(cfg, n, ft)
     run_split(_kernels.forward_saved_many, S, *p.arrays(), V0, np.zeros((1, 1, 1, 1), ft), cos_t,
               sin_t, slopes, iflags, fvals, *arrays, out, status)
     _check_status(status, cfg)
@@ -223,13 +221,15 @@ def batch_forward_saved(cfg, params, X, *, workspace=None,
                       generation=ws._generation)
 
 
-def _in_dtype(cfg, n, ft):
-    """The kernels' float tables (RoPE cos/sin, ALiBi slopes, fvals) in the compute dtype:
-    the scalars in fvals (scale, eps, ...) then keep the arithmetic in that dtype."""
+def _kernel_tables(cfg, n, ft):
+    """(cos_t, sin_t, slopes, iflags, fvals) for the kernels, the float tables (RoPE, ALiBi,
+    fvals) in the compute dtype: the scalars in fvals (scale, eps, ...) then keep the
+    arithmetic in that dtype."""
     cos_t, sin_t = rope_tables(cfg, n)
-    fvals = cfg.kernel_flags()[1]
-    return tuple(np.ascontiguousarray(a, dtype=ft)
-                 for a in (cos_t, sin_t, alibi_slopes(cfg.n_heads), fvals))
+    iflags, fvals = cfg.kernel_flags()
+    cos_t, sin_t, slopes, fvals = (np.ascontiguousarray(a, dtype=ft)
+                                   for a in (cos_t, sin_t, alibi_slopes(cfg.n_heads), fvals))
+    return cos_t, sin_t, slopes, iflags, fvals
 
 
 # Sequences whose parameter cotangents share one accumulation slot: ceil(S / GROUPS) each, a
@@ -265,8 +265,7 @@ def batch_backward(saved: SavedBatch, cotangent, *, frozen=False) -> tuple[np.nd
     S, n, d = C.shape
     group = -(-S // GROUPS)
     n_groups = -(-S // group)
-    cos_t, sin_t, _, fvals = _in_dtype(cfg, n, ft)
-    iflags = cfg.kernel_flags()[0]
+    cos_t, sin_t, _, iflags, fvals = _kernel_tables(cfg, n, ft)
     slots = [ws._array("grad_" + k, (n_groups,) + a.shape, cfg, ft)
              for k, a in zip(PARAM_NAMES, saved.params.arrays())]
     dX = ws._array("dX", (S, n, 1, d), cfg, ft)

@@ -30,6 +30,28 @@ def compute_dtype(value) -> np.dtype:
     return dt
 
 
+def checked_array(a, name: str, shape: tuple, dtype) -> np.ndarray:
+    """One weight array validated: array-like, real, of ``shape``, finite, returned as a
+    C-contiguous copy in ``dtype`` (a copy even when ``a`` has the dtype already: callers
+    may round it in place) that is finite too. Errors name ``name``."""
+    if not hasattr(a, "__array__") and not isinstance(a, (list, tuple)):
+        raise TypeError(f"{name} must be an array; got {type(a).__name__}")
+    a = np.asarray(a)
+    if np.iscomplexobj(a):
+        raise TypeError(f"{name} must be real; got dtype {a.dtype}")
+    if a.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must be numeric; got dtype {a.dtype}")
+    if a.shape != shape:
+        raise ValueError(f"{name} must have shape {shape} for this config; got {a.shape}")
+    if not np.isfinite(a).all():
+        raise ValueError(f"{name} must be finite; got NaN or inf")
+    with np.errstate(over="ignore"):  # checked next
+        a = np.array(a, dtype=dtype, order="C", copy=True)
+    if not np.isfinite(a).all():  # finite in float64 may overflow in float32
+        raise ValueError(f"{name} must be finite in {dtype}; got entries beyond its range")
+    return a
+
+
 PARAM_NAMES = ("W_Q", "W_K", "W_V", "W_O", "g1", "g2", "W1", "b1", "W2", "b2", "g3")
 
 
@@ -76,26 +98,8 @@ class Params:
         :func:`overmix.sims.batch_forward_saved`)."""
         dtype = compute_dtype(dtype)
         shapes = param_shapes(cfg)
-        out = {}
-        for k in PARAM_NAMES:
-            a = getattr(self, k)
-            if not hasattr(a, "__array__") and not isinstance(a, (list, tuple)):
-                raise TypeError(f"params.{k} must be an array; got {type(a).__name__}")
-            a = np.asarray(a)
-            if np.iscomplexobj(a):
-                raise TypeError(f"params.{k} must be real; got dtype {a.dtype}")
-            if a.dtype.kind not in "biuf":
-                raise TypeError(f"params.{k} must be numeric; got dtype {a.dtype}")
-            if a.shape != shapes[k]:
-                raise ValueError(f"params.{k} must have shape {shapes[k]} for this config; got {a.shape}")
-            if not np.isfinite(a).all():
-                raise ValueError(f"params.{k} must be finite; got NaN or inf")
-            with np.errstate(over="ignore"):  # checked next
-                # a copy even when a already has the dtype: callers may round it in place
-                a = np.array(a, dtype=dtype, order="C", copy=True)
-            if not np.isfinite(a).all():  # finite in float64 may overflow in float32
-                raise ValueError(f"params.{k} must be finite in {dtype}; got entries beyond its range")
-            out[k] = a
+        out = {k: checked_array(getattr(self, k), f"params.{k}", shapes[k], dtype)
+               for k in PARAM_NAMES}
         return Params(**out)
 
     def __eq__(self, other):

@@ -78,12 +78,13 @@ class _Saved:
                 self.r3)
 
 
-def _checked_params(cfg: StackConfig, params) -> Params:
-    """Validated params, stored in cfg.dtype: below float64 each weight, gain and bias is
-    rounded once to the format, as a model held in that format would be."""
+def _checked_params(cfg: StackConfig, params, compute_dtype="float64") -> Params:
+    """Validated params (copies) in ``compute_dtype``, stored in cfg.dtype: below float64
+    each weight, gain and bias is rounded once to the format, as a model held in that format
+    would be."""
     if not isinstance(params, Params):
         raise TypeError(f"params must be an overmix.sims.Params; got {type(params).__name__}")
-    p = params.checked(cfg)
+    p = params.checked(cfg, compute_dtype)
     code = DTYPES.index(cfg.dtype)
     if code:
         for a in p.arrays():  # checked() returns copies: rounding in place is safe

@@ -37,7 +37,7 @@ from . import _kernels
 from ._threads import serial_blas
 from .batch import Workspace, batch_backward, batch_forward_saved
 from .config import StackConfig
-from .params import PARAM_NAMES, Params, compute_dtype as _compute_dtype, init_params
+from .params import PARAM_NAMES, Params, checked_array, compute_dtype as _compute_dtype, init_params
 
 OPTIMIZERS = ("adam", "sgd")
 EXTRA_NAMES = ("E", "P", "W_U")
@@ -282,18 +282,7 @@ class LMParams:
                 continue
             if a is None:
                 raise ValueError(f"params.{k} must be an array of shape {shape}; got None")
-            a = np.asarray(a)
-            if np.iscomplexobj(a) or a.dtype.kind not in "biuf":
-                raise TypeError(f"params.{k} must be real; got dtype {a.dtype}")
-            if a.shape != shape:
-                raise ValueError(f"params.{k} must have shape {shape}; got {a.shape}")
-            if not np.isfinite(a).all():
-                raise ValueError(f"params.{k} must be finite; got NaN or inf")
-            with np.errstate(over="ignore"):  # checked next
-                a = np.array(a, dtype=dtype, order="C", copy=True)  # a copy, as Params.checked
-            if not np.isfinite(a).all():  # finite in float64 may overflow in float32
-                raise ValueError(f"params.{k} must be finite in {dtype}; got entries beyond its range")
-            out[k] = a
+            out[k] = checked_array(a, f"params.{k}", shape, dtype)
         return LMParams(stack=stack, **out)
 
 
