@@ -192,13 +192,25 @@ _LN2_LO = 1.90821492927058770002e-10
 _SHIFT = 6755399441055744.0  # 1.5 * 2^52: y + _SHIFT rounds y to an integer held in the low bits
 _EXP_LO = -708.0  # below: subnormal results; above _EXP_HI: overflow (libm handles both)
 _EXP_HI = 709.0
+_EXP64_C = tuple(1.0 / math.factorial(m) for m in range(13, 1, -1)) + (1.0, 1.0)  # 1/13!, ..., 1
+
+
+@njit(error_model="numpy", cache=True)
+def _horner(r, coeffs):
+    """coeffs[0] r^m + ... + coeffs[m] by Horner's scheme, in the type of r and coeffs (the
+    Taylor polynomials of both row exps; the loop over the tuple unrolls, and the rows'
+    loops still vectorise: same bits and speed as the written-out form, measured)."""
+    p = coeffs[0]
+    for c in coeffs[1:]:
+        p = p * r + c
+    return p
 
 
 @njit(error_model="numpy", cache=True)
 def _exp_outside(x, out, lo, hi):
     """libm's exp (expf for float32) where x is outside (lo, hi) or NaN, after the rows'
-    polynomial (kept out of _exp64_row and _exp32_row: a call in their loops stops them from
-    being vectorised; the counting loop here vectorises)."""
+    polynomial (kept out of :func:`_exp_poly`: a call in its loop stops it from being
+    vectorised; the counting loop here vectorises)."""
     bad = 0
     for a in range(x.shape[0]):
         xa = x[a]
@@ -208,6 +220,25 @@ def _exp_outside(x, out, lo, hi):
             xa = x[a]
             if not (xa > lo and xa < hi):
                 out[a] = math.exp(xa)
+    return 0
+
+
+@njit(error_model="numpy", cache=True)
+def _exp_poly(x, out, tbuf, lo, hi, log2e, shift, ln2_hi, ln2_lo, coeffs):
+    """The vectorised part of both row exps: with x clamped to [lo, hi], t = x log2e + shift
+    (its low bits hold k = rint(x log2 e)) into tbuf, and e^r, r = x - k ln 2 (Cody-Waite:
+    ln 2 = ln2_hi + ln2_lo), into out by the Taylor polynomial ``coeffs``. The constants come
+    in the row's type, so the arithmetic stays in it (same bits and speed as the loops
+    written out in each exp, measured)."""
+    for a in range(x.shape[0]):
+        v = x[a]
+        v = v if v > lo else lo
+        v = v if v < hi else hi
+        t = v * log2e + shift
+        k = t - shift
+        r = (v - k * ln2_hi) - k * ln2_lo
+        out[a] = _horner(r, coeffs)
+        tbuf[a] = t
     return 0
 
 
@@ -222,29 +253,8 @@ def _exp64_row(x, out, tbuf):
     13 (truncation < 5e-18 relative), and 2^k put into the exponent field by adding k << 52
     to the bits of e^r. Entries outside [-708, 709] (subnormal or overflowing results) and
     NaN go to libm."""
+    _exp_poly(x, out, tbuf, _EXP_LO, _EXP_HI, _LOG2E, _SHIFT, _LN2_HI, _LN2_LO, _EXP64_C)
     n = x.shape[0]
-    for a in range(n):
-        v = x[a]
-        v = v if v > _EXP_LO else _EXP_LO
-        v = v if v < _EXP_HI else _EXP_HI
-        t = v * _LOG2E + _SHIFT
-        k = t - _SHIFT
-        r = (v - k * _LN2_HI) - k * _LN2_LO
-        p = 1.0 / 6227020800.0
-        p = p * r + 1.0 / 479001600.0
-        p = p * r + 1.0 / 39916800.0
-        p = p * r + 1.0 / 3628800.0
-        p = p * r + 1.0 / 362880.0
-        p = p * r + 1.0 / 40320.0
-        p = p * r + 1.0 / 5040.0
-        p = p * r + 1.0 / 720.0
-        p = p * r + 1.0 / 120.0
-        p = p * r + 1.0 / 24.0
-        p = p * r + 1.0 / 6.0
-        p = p * r + 0.5
-        p = p * r + 1.0
-        out[a] = p * r + 1.0
-        tbuf[a] = t
     bits = out.view(np.int64)
     tbits = tbuf.view(np.int64)
     for a in range(n):
@@ -270,23 +280,9 @@ def _exp32_row(x, out, tbuf):
     (shifter 1.5 2^23, Cody-Waite split of ln 2, Taylor polynomial of degree 7: truncation
     < 1e-8 relative for |r| <= ln2 / 2, under float32's half ulp), 2^k added to the
     exponent field (bits 23..30). Within 2 ulp of e^x computed in float64 and rounded (tested)."""
+    _exp_poly(x, out, tbuf, _EXP32_LO, _EXP32_HI, _LOG2E32, _SHIFT32, _LN2_HI32, _LN2_LO32,
+              _EXP32_C)
     n = x.shape[0]
-    c7, c6, c5, c4, c3, c2, c1, c0 = _EXP32_C
-    for a in range(n):
-        v = x[a]
-        v = v if v > _EXP32_LO else _EXP32_LO
-        v = v if v < _EXP32_HI else _EXP32_HI
-        t = v * _LOG2E32 + _SHIFT32
-        k = t - _SHIFT32
-        r = (v - k * _LN2_HI32) - k * _LN2_LO32
-        p = c7 * r + c6
-        p = p * r + c5
-        p = p * r + c4
-        p = p * r + c3
-        p = p * r + c2
-        p = p * r + c1
-        out[a] = p * r + c0
-        tbuf[a] = t
     bits = out.view(np.int32)
     tbits = tbuf.view(np.int32)
     for a in range(n):

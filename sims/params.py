@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ._validate import real_array
 from .config import StackConfig
 
 # Arithmetic dtypes of the kernels: float64, and float32 for native float32 training
@@ -34,17 +35,9 @@ def checked_array(a, name: str, shape: tuple, dtype) -> np.ndarray:
     """One weight array validated: array-like, real, of ``shape``, finite, returned as a
     C-contiguous copy in ``dtype`` (a copy even when ``a`` has the dtype already: callers
     may round it in place) that is finite too. Errors name ``name``."""
-    if not hasattr(a, "__array__") and not isinstance(a, (list, tuple)):
-        raise TypeError(f"{name} must be an array; got {type(a).__name__}")
-    a = np.asarray(a)
-    if np.iscomplexobj(a):
-        raise TypeError(f"{name} must be real; got dtype {a.dtype}")
-    if a.dtype.kind not in "biuf":
-        raise TypeError(f"{name} must be numeric; got dtype {a.dtype}")
+    a = real_array(a, name)  # real, numeric, finite (float64)
     if a.shape != shape:
         raise ValueError(f"{name} must have shape {shape} for this config; got {a.shape}")
-    if not np.isfinite(a).all():
-        raise ValueError(f"{name} must be finite; got NaN or inf")
     with np.errstate(over="ignore"):  # checked next
         a = np.array(a, dtype=dtype, order="C", copy=True)
     if not np.isfinite(a).all():  # finite in float64 may overflow in float32
