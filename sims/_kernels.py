@@ -32,6 +32,53 @@ import math
 import numpy as np
 from numba import njit, types
 from numba.extending import overload
+from numba.np.linalg import _BLAS
+
+# ----------------------------------------------------------------------------------------
+# BLAS gemm on strided row-major views.
+# ``np.dot`` in Numba takes contiguous arrays only, so a block of a larger matrix (the
+# visible keys of a query block of A) had to be copied first, and every product allocated
+# its result. Numba's own BLAS entry point (the ``numba_xxgemm`` symbol of its helper
+# library, which np.dot calls too: same OpenBLAS kernel, so the same bits) takes leading
+# dimensions, alpha and beta. Being a named symbol, not a pointer, it keeps kernels cacheable.
+# ----------------------------------------------------------------------------------------
+_XXGEMM = {types.float64: (_BLAS().numba_xxgemm(types.float64), ord("d")),
+           types.float32: (_BLAS().numba_xxgemm(types.float32), ord("s"))}
+
+
+def _gemm(ta, tb, alpha, A, B, beta, C):
+    """C = alpha op(A) op(B) + beta C for 2-D row-major views (unit column stride, any row
+    stride): op(X) = X^T when the flag is True. A, B, C share a dtype (float64 or float32).
+    Only callable from jitted code (:func:`_gemm_impl` picks the BLAS routine by dtype)."""
+    raise NotImplementedError("only callable from jitted code")
+
+
+@overload(_gemm)
+def _gemm_impl(ta, tb, alpha, A, B, beta, C):
+    if C.dtype not in _XXGEMM or A.dtype != C.dtype or B.dtype != C.dtype:
+        return None
+    fn, kind = _XXGEMM[C.dtype]
+
+    def impl(ta, tb, alpha, A, B, beta, C):
+        m, n = C.shape
+        k = A.shape[0] if ta else A.shape[1]
+        if m == 0 or n == 0:
+            return 0
+        if k == 0:
+            C *= beta
+            return 0
+        # a one-row view may carry any row stride; BLAS wants one >= its width
+        lda = A.strides[0] // A.itemsize if A.shape[0] > 1 else A.shape[1]
+        ldb = B.strides[0] // B.itemsize if B.shape[0] > 1 else B.shape[1]
+        ldc = C.strides[0] // C.itemsize if m > 1 else n
+        ab = np.empty(2, C.dtype)
+        ab[0] = alpha
+        ab[1] = beta
+        # Fortran BLAS is column-major: row-major C = op(A) op(B) is C^T = op(B)^T op(A)^T
+        fn(kind, ord("T") if tb else ord("N"), ord("T") if ta else ord("N"), n, m, k,
+           ab[0:1].ctypes, B.ctypes, ldb, A.ctypes, lda, ab[1:2].ctypes, C.ctypes, ldc)
+        return 0
+    return impl
 
 # ----------------------------------------------------------------------------------------
 # Rounding to a narrower floating-point format (round to nearest, ties to even).
@@ -696,6 +743,8 @@ def _attn_live_bwd(Qr, Kr, Vc, A, Oh, dOh, scale, mask, window, lo, hi, dQ, dKb)
     # wants larger blocks
     QB = 32 if B > 8 else 128
     KB = 128 if B > 8 else n
+    dSbuf = np.empty(QB * B * min(KB, n), dOh.dtype)  # one tile of dS, then of G
+    Gbuf = np.empty(B * min(KB, n) * dk, dOh.dtype)
     for i0 in range(lo, hi + 1, QB):
         i1 = min(hi + 1, i0 + QB)
         mq = i1 - i0
@@ -705,7 +754,8 @@ def _attn_live_bwd(Qr, Kr, Vc, A, Oh, dOh, scale, mask, window, lo, hi, dQ, dKb)
         for k0 in range(j0, jend + 1, KB):
             k1 = min(jend + 1, k0 + KB)
             w = k1 - k0
-            dS = np.dot(dO2, Vc[k0:k1].T)  # dA, rows (query, cotangent)
+            dS = dSbuf[:mq * B * w].reshape((mq * B, w))
+            _gemm(False, True, 1.0, dO2, Vc[k0:k1], 0.0, dS)  # dA, rows (query, cotangent)
             for i in range(mq):
                 arow = A[i0 + i, k0:k1]
                 for b in range(B):
@@ -716,7 +766,9 @@ def _attn_live_bwd(Qr, Kr, Vc, A, Oh, dOh, scale, mask, window, lo, hi, dQ, dKb)
             if not via_m:
                 dQ[i0:i1] += np.dot(dS, Kr[k0:k1]).reshape((mq, B, dk))
             # dKr_j^(b) = sum_i dS[(i, b), j] Qr_i: contract the query index of all B at once
-            G = np.dot(dS.reshape((mq, B * w)).T, Qr[i0:i1]).reshape((B, w, dk))
+            G2 = Gbuf[:B * w * dk].reshape((B * w, dk))
+            _gemm(True, False, 1.0, dS.reshape((mq, B * w)), Qr[i0:i1], 0.0, G2)
+            G = G2.reshape((B, w, dk))
             for b in range(B):
                 dst = dKb[b, k0:k1]
                 src = G[b]
@@ -744,11 +796,13 @@ def _dq_via_m(Kr, Vc, A, dOh, R, scale, mask, window, lo, hi, dQ):
             P[j, dk * dk + a] = Kr[j, a]
     acc = np.empty(dk, Kr.dtype)
     MB = 128
+    Mbuf = np.empty((MB, W), Kr.dtype)
     for i0 in range(lo, hi + 1, MB):
         i1 = min(hi + 1, i0 + MB)
         j0, _ = _key_range(i0, n, mask, window)
         _, j1 = _key_range(i1 - 1, n, mask, window)
-        M = np.dot(np.ascontiguousarray(A[i0:i1, j0:j1 + 1]), P[j0:j1 + 1])
+        M = Mbuf[:i1 - i0]
+        _gemm(False, False, 1.0, A[i0:i1, j0:j1 + 1], P[j0:j1 + 1], 0.0, M)
         for i in range(i0, i1):
             mi = M[i - i0]
             ak = mi[dk * dk:]
@@ -778,18 +832,18 @@ def _values_bwd(A, dOh, lo, hi, mask, window, dVc):
     """dVc += A[lo:hi+1]^T dOh[lo:hi+1] over the visible keys only, in query blocks.
 
     A block of queries [i0, i1) meets only keys in [key_lo(i0), key_hi(i1-1)], so each block
-    is one product with a contiguous copy of that part of A: the masked triangle is skipped."""
+    is one product with that part of A, accumulated in place: the masked triangle is skipped."""
     n = A.shape[0]
     B, dk = dOh.shape[1], dOh.shape[2]
+    dV2 = dVc.reshape((n, B * dk))
     QB = 128
     for i0 in range(lo, hi + 1, QB):
         i1 = min(hi + 1, i0 + QB)
         j0, _ = _key_range(i0, n, mask, window)
         _, j1 = _key_range(i1 - 1, n, mask, window)
         j1 += 1
-        blk = np.ascontiguousarray(A[i0:i1, j0:j1])
-        rhs = dOh[i0:i1].reshape((i1 - i0, B * dk))
-        dVc[j0:j1] += np.dot(blk.T, rhs).reshape((j1 - j0, B, dk))
+        _gemm(True, False, 1.0, A[i0:i1, j0:j1], dOh[i0:i1].reshape((i1 - i0, B * dk)), 1.0,
+              dV2[j0:j1])
     return 0
 
 
