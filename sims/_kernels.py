@@ -709,7 +709,7 @@ def forward(WQ, WK, WV, WO, g1, g2, W1, b1, W2, b2, g3, X, A_in, cos_t, sin_t, s
 
 
 @njit(error_model="numpy", cache=True)
-def _attn_live_bwd(Qr, Kr, Vc, A, Oh, dOh, scale, mask, window, lo, hi, dQ, dKb):
+def _attn_live_bwd(Qr, Kr, Vc, A, Oh, dOh, scale, mask, window, lo, hi, T, have_T, dQ, dKb):
     """Softmax part of one head's reverse pass, for all B cotangents at once.
 
     With dA_ij = dO_i . Vc_j and r_i = dO_i . O_i (= sum_j A_ij dA_ij, as O_i = sum_j A_ij Vc_j),
@@ -720,7 +720,9 @@ def _attn_live_bwd(Qr, Kr, Vc, A, Oh, dOh, scale, mask, window, lo, hi, dQ, dKb)
     With more cotangents than head dimensions (B > dk, a Jacobian) dQ never forms dS:
     dQr_i = s (M_i dO_i - r_i (A Kr)_i) with the (dk x dk) matrix M_i = sum_j A_ij Kr_j Vc_j^T,
     which does not depend on the cotangent, so one product A [Kr (x) Vc | Kr] serves all B
-    cotangents (n^2 dk^2 work instead of n^2 B dk). Otherwise (training: B = 1) dQ = dS Kr.
+    cotangents (n^2 dk^2 work instead of n^2 B dk). With ``have_T`` its rows come ready in T
+    (:func:`m_tables`, computed once for every chunk of a Jacobian's cotangents); without,
+    they are computed here when B > dk. Otherwise (training: B = 1) dQ = dS Kr.
     dK needs dS: query rows go in blocks of QB and keys in tiles of KB, the B cotangents of a
     block are the rows of one matrix (dS = dO Vc^T is one product), a block meets only the
     keys it can see, and dK is kept (B, n, dk) so that each tile lands in contiguous rows.
@@ -734,9 +736,12 @@ def _attn_live_bwd(Qr, Kr, Vc, A, Oh, dOh, scale, mask, window, lo, hi, dQ, dKb)
             for a in range(dk):
                 ri += dOh[i, b, a] * Oh[i, a]
             R[i, b] = ri
-    via_m = B > dk
+    via_m = have_T or B > dk
     if via_m:
-        _dq_via_m(Kr, Vc, A, dOh, R, scale, mask, window, lo, hi, dQ)
+        if not have_T:
+            T = np.empty((n, dk * dk + dk), dOh.dtype)
+            _m_rows(Kr, Vc, A, mask, window, lo, hi, T)
+        _dq_via_m(T, dOh, R, scale, lo, hi, dQ)
     # ---- dK (and dQ when not via_m) through dS, in tiles of QB queries x KB keys: with many
     # cotangents a tile of dS (QB B x KB) stays in cache between its three passes (measured
     # at d_head 8, B 32, two threads: 33 ms per head instead of 44); one cotangent (training)
@@ -779,11 +784,10 @@ def _attn_live_bwd(Qr, Kr, Vc, A, Oh, dOh, scale, mask, window, lo, hi, dQ, dKb)
 
 
 @njit(error_model="numpy", cache=True)
-def _dq_via_m(Kr, Vc, A, dOh, R, scale, mask, window, lo, hi, dQ):
-    """dQ[i] += s (M_i dO_i - r_i (A Kr)_i) for rows lo..hi (see _attn_live_bwd), with
-    [M_i | (A Kr)_i] = A_i P, P[j] = [Vc_j (x) Kr_j (c-major), Kr_j], in query blocks."""
+def _m_rows(Kr, Vc, A, mask, window, lo, hi, T):
+    """T[i] = [M_i | (A Kr)_i] = A_i P for query rows i = lo..hi (see _attn_live_bwd), with
+    P[j] = [Vc_j (x) Kr_j (c-major), Kr_j], in query blocks that meet only the keys they see."""
     n, dk = Kr.shape
-    B = dOh.shape[1]
     W = dk * dk + dk
     _, jtop = _key_range(hi, n, mask, window)
     jbot, _ = _key_range(lo, n, mask, window)
@@ -794,30 +798,113 @@ def _dq_via_m(Kr, Vc, A, dOh, R, scale, mask, window, lo, hi, dQ):
                 P[j, c * dk + a] = Vc[j, c] * Kr[j, a]
         for a in range(dk):
             P[j, dk * dk + a] = Kr[j, a]
-    acc = np.empty(dk, Kr.dtype)
     MB = 128
-    Mbuf = np.empty((MB, W), Kr.dtype)
     for i0 in range(lo, hi + 1, MB):
         i1 = min(hi + 1, i0 + MB)
         j0, _ = _key_range(i0, n, mask, window)
         _, j1 = _key_range(i1 - 1, n, mask, window)
-        M = Mbuf[:i1 - i0]
-        _gemm(False, False, 1.0, A[i0:i1, j0:j1 + 1], P[j0:j1 + 1], 0.0, M)
-        for i in range(i0, i1):
-            mi = M[i - i0]
-            ak = mi[dk * dk:]
-            for b in range(B):
-                rb = R[i, b]
+        _gemm(False, False, 1.0, A[i0:i1, j0:j1 + 1], P[j0:j1 + 1], 0.0, T[i0:i1])
+    return 0
+
+
+@njit(error_model="numpy", cache=True)
+def _dq_via_m(T, dOh, R, scale, lo, hi, dQ):
+    """dQ[i] += s (M_i dO_i - r_i (A Kr)_i) for rows lo..hi, [M_i | (A Kr)_i] = T[i]."""
+    B, dk = dOh.shape[1], dOh.shape[2]
+    acc = np.empty(dk, dOh.dtype)
+    for i in range(lo, hi + 1):
+        mi = T[i]
+        ak = mi[dk * dk:]
+        for b in range(B):
+            rb = R[i, b]
+            for a in range(dk):
+                acc[a] = -rb * ak[a]
+            for c in range(dk):
+                g = dOh[i, b, c]
+                mc = mi[c * dk:(c + 1) * dk]
                 for a in range(dk):
-                    acc[a] = -rb * ak[a]
-                for c in range(dk):
-                    g = dOh[i, b, c]
-                    mc = mi[c * dk:(c + 1) * dk]
-                    for a in range(dk):
-                        acc[a] += mc[a] * g
-                q = dQ[i, b]
-                for a in range(dk):
-                    q[a] += scale * acc[a]
+                    acc[a] += mc[a] * g
+            q = dQ[i, b]
+            for a in range(dk):
+                q[a] += scale * acc[a]
+    return 0
+
+
+@njit(error_model="numpy", cache=True)
+def _key_span(lo, hi, n, mask, window):
+    """(klo, khi): the keys that query rows lo..hi see, widened to contain lo..hi (the rows
+    that carry a cotangent one layer down: the residual path keeps lo..hi)."""
+    if mask == 1:
+        klo, khi = 0, n - 1
+    elif mask == 2:
+        klo, khi = max(0, lo - window + 1), hi
+    else:
+        klo, khi = 0, hi
+    return min(klo, lo), max(khi, hi)
+
+
+@njit(error_model="numpy", cache=True)
+def _active_rows(dOut):
+    """(lo, hi): the first and last rows where the cotangents dOut (n, B, d) are not all
+    zero; (n, -1) when every entry is zero."""
+    n, B, d = dOut.shape
+    lo = n
+    hi = -1
+    for i in range(n):
+        for b in range(B):
+            for a in range(d):
+                if dOut[i, b, a] != 0.0:
+                    if i < lo:
+                        lo = i
+                    hi = i
+    return lo, hi
+
+
+@njit(error_model="numpy", cache=True)
+def query_spans(dOut, L, mask, window):
+    """(L, 2): the query rows [lo, hi] that carry a cotangent in each layer of the reverse
+    pass of dOut (n, B, d) (:func:`backward`'s ranges); (n, -1) rows when dOut is zero."""
+    n = dOut.shape[0]
+    spans = np.empty((L, 2), np.int64)
+    lo, hi = _active_rows(dOut)
+    for l in range(L - 1, -1, -1):
+        spans[l, 0] = lo
+        spans[l, 1] = hi
+        if hi >= 0:
+            lo, hi = _key_span(lo, hi, n, mask, window)
+    return spans
+
+
+# The M tables of every head (L H n (d_k^2 + d_k) numbers) are kept for a whole Jacobian
+# when they fit in this many bytes (large benchmark: 57 MB); beyond it each chunk recomputes
+# the rows it needs (same values).
+M_TABLE_BYTES = 512 * 2 ** 20
+
+
+@njit(error_model="numpy", cache=True)
+def use_m_tables(B, n, L, H, dk, live, itemsize):
+    """Whether a reverse pass of B cotangents computes dQ from M tables shared by all its
+    chunks: live softmax attention, more cotangents than head dimensions (then the tables
+    cost less than forming dS K per cotangent), and within M_TABLE_BYTES."""
+    return live and B > dk and L * H * n * (dk * dk + dk) * itemsize <= M_TABLE_BYTES
+
+
+@njit(error_model="numpy", cache=True, nogil=True)
+def m_tables(Kr, Val, A, iflags, fvals, spans, T, t0, t1):
+    """T[l, h] (n, d_k^2 + d_k): the rows of :func:`_m_rows` for the query span of layer l
+    (``spans``, :func:`query_spans`; other rows are left unset), for the heads t = t0..t1-1
+    in the order t = l H + h. Values as the reverse pass would compute them itself."""
+    H = Kr.shape[1]
+    mask, window = iflags[3], iflags[4]
+    c0 = fvals[2]
+    for t in range(t0, t1):
+        l, h = t // H, t % H
+        if spans[l, 1] < 0:
+            continue
+        vc = Val[l, h].copy()
+        for a in range(vc.shape[1]):
+            vc[0, a] *= c0  # the sink value scale, as in the forward pass
+        _m_rows(Kr[l, h], vc, A[l, h], mask, window, spans[l, 0], spans[l, 1], T[l, h])
     return 0
 
 
@@ -865,9 +952,12 @@ def _stack_weights(WQ, WK, WV, l):
 @njit(error_model="numpy", cache=True)
 def backward(WQ, WK, WV, WO, g1, g2, W1, b1, W2, b2, g3, cos_t, sin_t, iflags, fvals,
              hidden, xh1, r1, U1, Qr, Kr, Val, A, Oh, Z, xh2, r2, U2, Hpre, Hact, xh3, r3,
-             dOut, frozen, want_params,
+             dOut, frozen, want_params, T,
              dX, dWQ, dWK, dWV, dWO, dg1, dg2, dW1, db1, dW2, db2, dg3):
     """Reverse pass for B output cotangents dOut (n, B, d): fills dX (n, B, d).
+
+    T: the M tables of :func:`m_tables` (L, H, n, d_k^2 + d_k), or a (1, 1, 1, 1) placeholder
+    when there are none.
 
     With ``frozen`` the attention maps are constants (no path through the softmax).
     With ``want_params`` (B must be 1) the parameter cotangents are accumulated too.
@@ -887,15 +977,8 @@ def backward(WQ, WK, WV, WO, g1, g2, W1, b1, W2, b2, g3, cos_t, sin_t, iflags, f
     bs = fvals[3] if residual else 1.0  # as in forward
     live = attention == 0 and not frozen
 
-    lo = n
-    hi = -1
-    for i in range(n):
-        for b in range(B):
-            for a in range(d):
-                if dOut[i, b, a] != 0.0:
-                    if i < lo:
-                        lo = i
-                    hi = i
+    lo, hi = _active_rows(dOut)
+    have_T = T.shape[0] == L and T.shape[3] == dk * dk + dk  # the placeholder has width 1
     if hi < 0:
         return 0  # zero cotangent: dX stays zero
     # work arrays, reused: rows outside the active range are never read
@@ -950,14 +1033,7 @@ def backward(WQ, WK, WV, WO, g1, g2, W1, b1, W2, b2, g3, cos_t, sin_t, iflags, f
             dZ[lo:hi + 1] = dV[lo:hi + 1]
 
         # ---- attention block: Z = V + bs * sum_h A Vc W_O ----
-        if mask == 1:
-            klo, khi = 0, n - 1
-        elif mask == 2:
-            klo, khi = max(0, lo - window + 1), hi
-        else:
-            klo, khi = 0, hi
-        klo = min(klo, lo)
-        khi = max(khi, hi)
+        klo, khi = _key_span(lo, hi, n, mask, window)
         dO2 = _rows2d(dZ, lo, hi).copy()  # (m*B, d)
         dO2 *= bs
         # every head's dO at once: W_O^(l) is (H, dk, d) = (H dk, d) contiguous
@@ -989,7 +1065,7 @@ def backward(WQ, WK, WV, WO, g1, g2, W1, b1, W2, b2, g3, cos_t, sin_t, iflags, f
                 for a in range(dk):
                     vc[0, a] *= c0
                 _attn_live_bwd(Qr[l, h], Kr[l, h], vc, A[l, h], Oh[l, h], dOh, scale, mask,
-                               window, lo, hi, dQ, dKb)
+                               window, lo, hi, T[l, h] if have_T else T[0, 0], have_T, dQ, dKb)
                 for i in range(klo, khi + 1):
                     for b in range(B):
                         for a in range(dk):
@@ -1087,10 +1163,16 @@ def jacobian_many(WQ, WK, WV, WO, g1, g2, W1, b1, W2, b2, g3, X, A_in, cos_t, si
         C = np.zeros((n, d, d))
         for b in range(d):
             C[n - 1, b, b] = 1.0
-        for c in range(n_chunks(d)):  # the chunks of backward_chunks, so the bits agree
+        # the M tables and chunks of sims/jacobian.py's Jacobian, so that the bits agree
+        T = np.zeros((1, 1, 1, 1))
+        if use_m_tables(d, n, L, H, dk, iflags[5] == 0 and not frozen, 8):
+            T = np.empty((L, H, n, dk * dk + dk))
+            m_tables(Kr, Val, A, iflags, fvals, query_spans(C, L, iflags[3], iflags[4]), T,
+                     0, L * H)
+        for c in range(n_chunks(d)):
             _backward_chunk(WQ[s], WK[s], WV[s], WO[s], g1[s], g2[s], W1[s], b1[s], W2[s], b2[s],
                             g3[s], cos_t, sin_t, iflags, fvals, hidden, xh1, r1, U1, Qr, Kr, Val,
-                            A, Oh, Z, xh2, r2, U2, Hpre, Hact, xh3, r3, C, frozen, c, J[s])
+                            A, Oh, Z, xh2, r2, U2, Hpre, Hact, xh3, r3, C, frozen, T, c, J[s])
     return 0
 
 
@@ -1110,8 +1192,8 @@ def n_chunks(B):
 @njit(error_model="numpy", cache=True)
 def _backward_chunk(WQ, WK, WV, WO, g1, g2, W1, b1, W2, b2, g3, cos_t, sin_t, iflags, fvals,
                     hidden, xh1, r1, U1, Qr, Kr, Val, A, Oh, Z, xh2, r2, U2, Hpre, Hact, xh3, r3,
-                    dOut, frozen, c, dX):
-    """dX[:, chunk c] from dOut[:, chunk c] (no parameter cotangents)."""
+                    dOut, frozen, T, c, dX):
+    """dX[:, chunk c] from dOut[:, chunk c] (no parameter cotangents; T as in backward)."""
     n, B, d = dOut.shape
     b0 = c * CHUNK
     b1_ = min(B, b0 + CHUNK)
@@ -1124,7 +1206,7 @@ def _backward_chunk(WQ, WK, WV, WO, g1, g2, W1, b1, W2, b2, g3, cos_t, sin_t, if
     z1 = np.zeros(1)
     backward(WQ, WK, WV, WO, g1, g2, W1, b1, W2, b2, g3, cos_t, sin_t, iflags, fvals, hidden,
              xh1, r1, U1, Qr, Kr, Val, A, Oh, Z, xh2, r2, U2, Hpre, Hact, xh3, r3, C, frozen,
-             False, out, z4, z4, z4, z4, z2, z2, z3, z2, z3, z2, z1)
+             False, T, out, z4, z4, z4, z4, z2, z2, z3, z2, z3, z2, z1)
     dX[:, b0:b1_] = out
     return 0
 
@@ -1132,13 +1214,14 @@ def _backward_chunk(WQ, WK, WV, WO, g1, g2, W1, b1, W2, b2, g3, cos_t, sin_t, if
 @njit(error_model="numpy", cache=True, nogil=True)
 def backward_chunks(WQ, WK, WV, WO, g1, g2, W1, b1, W2, b2, g3, cos_t, sin_t, iflags, fvals,
                     hidden, xh1, r1, U1, Qr, Kr, Val, A, Oh, Z, xh2, r2, U2, Hpre, Hact, xh3, r3,
-                    dOut, frozen, dX, c0, c1):
+                    dOut, frozen, T, dX, c0, c1):
     """The reverse pass of :func:`backward` without parameter cotangents, for the chunks
-    c0..c1-1 (CHUNK cotangents each) of the B cotangents dOut (n, B, d)."""
+    c0..c1-1 (CHUNK cotangents each) of the B cotangents dOut (n, B, d); T: the M tables
+    of :func:`m_tables` shared by every chunk, or a (1, 1, 1, 1) placeholder."""
     for c in range(c0, c1):
         _backward_chunk(WQ, WK, WV, WO, g1, g2, W1, b1, W2, b2, g3, cos_t, sin_t, iflags, fvals,
                         hidden, xh1, r1, U1, Qr, Kr, Val, A, Oh, Z, xh2, r2, U2, Hpre, Hact, xh3,
-                        r3, dOut, frozen, c, dX)
+                        r3, dOut, frozen, T, c, dX)
     return 0
 
 
@@ -1166,6 +1249,7 @@ def backward_many(WQ, WK, WV, WO, g1, g2, W1, b1, W2, b2, g3, cos_t, sin_t, ifla
     The parameter cotangents of group c are summed, run after run, into slot [c] (zeroed
     here): a fixed grouping, so the bits do not depend on how groups are spread on threads."""
     S = dOut.shape[0]
+    T = np.zeros((1, 1, 1, 1), dOut.dtype)  # one cotangent a run: no M tables
     for c in range(c0, c1):
         dWQ[c] = 0.0
         dWK[c] = 0.0
@@ -1182,7 +1266,7 @@ def backward_many(WQ, WK, WV, WO, g1, g2, W1, b1, W2, b2, g3, cos_t, sin_t, ifla
             backward(WQ, WK, WV, WO, g1, g2, W1, b1, W2, b2, g3, cos_t, sin_t, iflags, fvals,
                      hidden[s], xh1[s], r1[s], U1[s], Qr[s], Kr[s], Val[s], A[s], Oh[s], Z[s],
                      xh2[s], r2[s], U2[s], Hpre[s], Hact[s], xh3[s], r3[s], dOut[s], frozen, True,
-                     dX[s], dWQ[c], dWK[c], dWV[c], dWO[c], dg1[c], dg2[c], dW1[c], db1[c],
+                     T, dX[s], dWQ[c], dWK[c], dWV[c], dWO[c], dg1[c], dg2[c], dW1[c], db1[c],
                      dW2[c], db2[c], dg3[c])
     return 0
 
