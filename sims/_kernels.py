@@ -627,9 +627,20 @@ def _head_forward(l, h, qkv, A_in, cos_t, sin_t, slopes, iflags, fvals, Qr, Kr, 
         _softmax_head(Qr[l, h], Kr[l, h], slopes[h], iflags, fvals, code, A[l, h])
     for a in range(dk):
         v[0, a] = round_scalar(c0 * v[0, a], code)  # the sink value scale (MODEL.md step 5)
-    oh = np.dot(A[l, h], v)
-    round_array(oh, code)
-    Oh[l, h] = oh
+    if code != 0:  # emulated formats: one product over every key, as tests/oracles.py sums
+        oh = np.dot(A[l, h], v)
+        round_array(oh, code)
+        Oh[l, h] = oh
+        return 0
+    # query blocks meet only the keys they see: the masked triangle is skipped (large
+    # benchmark: 0.25 -> 0.19 s for the heads of the forward pass)
+    n = v.shape[0]
+    mask, window = iflags[3], iflags[4]
+    for i0 in range(0, n, 128):
+        i1 = min(n, i0 + 128)
+        j0, _ = _key_range(i0, n, mask, window)
+        _, j1 = _key_range(i1 - 1, n, mask, window)
+        _gemm(False, False, 1.0, A[l, h, i0:i1, j0:j1 + 1], v[j0:j1 + 1], 0.0, Oh[l, h, i0:i1])
     return 0
 
 
@@ -641,61 +652,99 @@ def forward(WQ, WK, WV, WO, g1, g2, W1, b1, W2, b2, g3, X, A_in, cos_t, sin_t, s
 
     X is the stack input (sinusoidal table already added and rounded by the caller).
     A_in (L, H, n, n) is read only with attention="prescribed".
+    Each layer is :func:`attn_in`, :func:`heads_forward` over every head, :func:`layer_out`;
+    sims/stack.py calls the same three with the heads on threads (same bits).
     """
     L, H, d, dk = WQ.shape
     n = X.shape[0]
+    hidden[0] = X
+    qkv = np.empty((n, 3 * H * dk), X.dtype)
+    for l in range(L):
+        attn_in(WQ, WK, WV, g1, l, iflags, fvals, hidden, xh1, r1, U1, qkv)
+        heads_forward(l, qkv, A_in, cos_t, sin_t, slopes, iflags, fvals, Qr, Kr, Val, A, Oh, 0, H)
+        layer_out(WO, g2, W1, b1, W2, b2, l, iflags, fvals, hidden, Oh, Z, xh2, r2, U2, Hpre,
+                  Hact)
+    return forward_end(g3, iflags, fvals, hidden, xh3, r3, out)
+
+
+@njit(error_model="numpy", cache=True)
+def attn_in(WQ, WK, WV, g1, l, iflags, fvals, hidden, xh1, r1, U1, qkv):
+    """Layer l up to the projections: U1 = N1(hidden[l]), qkv = U1 [W_Q | W_K | W_V] of
+    every head (rounded), into ``qkv`` (n, 3 H dk)."""
+    norm, code, eps = iflags[0], iflags[9], fvals[4]
+    _norm_rows(hidden[l], g1[l], norm, eps, code, xh1[l], r1[l], U1[l])
+    np.dot(U1[l], _qkv_weights(WQ, WK, WV, l), qkv)
+    round_array(qkv, code)
+    return 0
+
+
+@njit(error_model="numpy", cache=True, nogil=True)
+def heads_forward(l, qkv, A_in, cos_t, sin_t, slopes, iflags, fvals, Qr, Kr, Val, A, Oh, h0, h1):
+    """Heads h0..h1-1 of layer l (:func:`_head_forward`); heads are independent."""
+    for h in range(h0, h1):
+        _head_forward(l, h, qkv, A_in, cos_t, sin_t, slopes, iflags, fvals, Qr, Kr, Val, A, Oh)
+    return 0
+
+
+@njit(error_model="numpy", cache=True)
+def layer_out(WO, g2, W1, b1, W2, b2, l, iflags, fvals, hidden, Oh, Z, xh2, r2, U2, Hpre, Hact):
+    """Layer l after its heads: Z = V + bs sum_h Oh_h W_O^(l,h), then the MLP block into
+    hidden[l + 1] (MODEL.md steps 6-8)."""
+    H, n, dk = Oh.shape[1], Oh.shape[2], Oh.shape[3]
+    d = WO.shape[3]
     f = W1.shape[2]
     norm, residual, mlp, act, code = iflags[0], iflags[6], iflags[7], iflags[8], iflags[9]
-    fnorm, eps = iflags[1], fvals[4]
+    eps = fvals[4]
     bs = fvals[3] if residual else 1.0  # MODEL.md steps 7-8: the branch scale multiplies branches only
-    hidden[0] = X
-    Ocat = np.empty((n, H * dk), X.dtype)
-    ework = np.empty(f, X.dtype)
-    ework2 = np.empty(f, X.dtype)
-    for l in range(L):
-        V = hidden[l]
-        _norm_rows(V, g1[l], norm, eps, code, xh1[l], r1[l], U1[l])
-        qkv = np.dot(U1[l], _qkv_weights(WQ, WK, WV, l))
-        round_array(qkv, code)
-        for h in range(H):
-            _head_forward(l, h, qkv, A_in, cos_t, sin_t, slopes, iflags, fvals, Qr, Kr, Val, A, Oh)
-        for h in range(H):
-            Ocat[:, h * dk:(h + 1) * dk] = Oh[l, h]
-        O = np.dot(Ocat, WO[l].reshape((H * dk, d)))  # sum over heads of oh W_O^(l,h)
-        round_array(O, code)
-        if code == 0:
-            _branch_add64(V, O, bs, residual, Z[l])
-        else:
-            for i in range(n):
-                for a in range(d):
-                    o = round_scalar(bs * O[i, a], code)
-                    Z[l, i, a] = round_scalar(V[i, a] + o, code) if residual else o
-        if mlp:
-            _norm_rows(Z[l], g2[l], norm, eps, code, xh2[l], r2[l], U2[l])
-            hp = np.dot(U2[l], W1[l])
-            for i in range(n):
-                if code == 0 and act == 0:
-                    _gelu_row64(hp[i], b1[l], Hact[l, i], ework, ework2)
-                    continue
-                for a in range(f):
-                    hp[i, a] = round_scalar(hp[i, a] + b1[l, a], code)
-                    Hact[l, i, a] = round_scalar(_act(hp[i, a], act), code)
-            Hpre[l] = hp
-            M = np.dot(Hact[l], W2[l])
-            if code == 0:
-                for i in range(n):
-                    m = M[i]
-                    for a in range(d):
-                        m[a] = m[a] + b2[l, a]
-                _branch_add64(Z[l], M, bs, residual, hidden[l + 1])
-            else:
-                for i in range(n):
-                    for a in range(d):
-                        mo = round_scalar(bs * round_scalar(M[i, a] + b2[l, a], code), code)
-                        hidden[l + 1, i, a] = round_scalar(Z[l, i, a] + mo, code) if residual else mo
-        else:
-            hidden[l + 1] = Z[l]
-    _norm_rows(hidden[L], g3, fnorm, eps, code, xh3, r3, out)
+    V = hidden[l]
+    Ocat = np.empty((n, H * dk), V.dtype)
+    for h in range(H):
+        Ocat[:, h * dk:(h + 1) * dk] = Oh[l, h]
+    O = np.dot(Ocat, WO[l].reshape((H * dk, d)))  # sum over heads of oh W_O^(l,h)
+    round_array(O, code)
+    if code == 0:
+        _branch_add64(V, O, bs, residual, Z[l])
+    else:
+        for i in range(n):
+            for a in range(d):
+                o = round_scalar(bs * O[i, a], code)
+                Z[l, i, a] = round_scalar(V[i, a] + o, code) if residual else o
+    if not mlp:
+        hidden[l + 1] = Z[l]
+        return 0
+    ework = np.empty(f, V.dtype)
+    ework2 = np.empty(f, V.dtype)
+    _norm_rows(Z[l], g2[l], norm, eps, code, xh2[l], r2[l], U2[l])
+    hp = np.dot(U2[l], W1[l])
+    for i in range(n):
+        if code == 0 and act == 0:
+            _gelu_row64(hp[i], b1[l], Hact[l, i], ework, ework2)
+            continue
+        for a in range(f):
+            hp[i, a] = round_scalar(hp[i, a] + b1[l, a], code)
+            Hact[l, i, a] = round_scalar(_act(hp[i, a], act), code)
+    Hpre[l] = hp
+    M = np.dot(Hact[l], W2[l])
+    if code == 0:
+        for i in range(n):
+            m = M[i]
+            for a in range(d):
+                m[a] = m[a] + b2[l, a]
+        _branch_add64(Z[l], M, bs, residual, hidden[l + 1])
+    else:
+        for i in range(n):
+            for a in range(d):
+                mo = round_scalar(bs * round_scalar(M[i, a] + b2[l, a], code), code)
+                hidden[l + 1, i, a] = round_scalar(Z[l, i, a] + mo, code) if residual else mo
+    return 0
+
+
+@njit(error_model="numpy", cache=True)
+def forward_end(g3, iflags, fvals, hidden, xh3, r3, out):
+    """out = N3(hidden[L]); status 1 if it is not finite (possible below float64)."""
+    L = hidden.shape[0] - 1
+    n, d = out.shape
+    _norm_rows(hidden[L], g3, iflags[1], fvals[4], iflags[9], xh3, r3, out)
     for i in range(n):
         for a in range(d):
             if not math.isfinite(out[i, a]):
@@ -744,9 +793,10 @@ def _attn_live_bwd(Qr, Kr, Vc, A, Oh, dOh, scale, mask, window, lo, hi, T, have_
         _dq_via_m(T, dOh, R, scale, lo, hi, dQ)
     # ---- dK (and dQ when not via_m) through dS, in tiles of QB queries x KB keys: with many
     # cotangents a tile of dS (QB B x KB) stays in cache between its three passes (measured
-    # at d_head 8, B 32, two threads: 33 ms per head instead of 44); one cotangent (training)
-    # wants larger blocks
-    QB = 32 if B > 8 else 128
+    # at d_head 8, B 32, two threads: 33 ms per head instead of 44; at d_head 16, B 16, 16
+    # queries instead of 32: a 16-cotangent chunk of the small benchmark 5 % faster, while
+    # d_head 8 lost 2-7 % with 16); one cotangent (training) wants larger blocks
+    QB = (16 if dk >= 16 else 32) if B > 8 else 128
     KB = 128 if B > 8 else n
     dSbuf = np.empty(QB * B * min(KB, n), dOh.dtype)  # one tile of dS, then of G
     Gbuf = np.empty(B * min(KB, n) * dk, dOh.dtype)
@@ -809,24 +859,35 @@ def _m_rows(Kr, Vc, A, mask, window, lo, hi, T):
 
 @njit(error_model="numpy", cache=True)
 def _dq_via_m(T, dOh, R, scale, lo, hi, dQ):
-    """dQ[i] += s (M_i dO_i - r_i (A Kr)_i) for rows lo..hi, [M_i | (A Kr)_i] = T[i]."""
+    """dQ[i] += s (M_i dO_i - r_i (A Kr)_i) for rows lo..hi, [M_i | (A Kr)_i] = T[i].
+
+    The B cotangents of a row are summed side by side (c outer, b inner): independent sums
+    overlap in the pipeline (one cotangent at a time waits on each add: 0.74 -> 0.54 ms for
+    1024 rows, d_head 16, B 16). Each entry's operations and order are unchanged."""
     B, dk = dOh.shape[1], dOh.shape[2]
-    acc = np.empty(dk, dOh.dtype)
+    acc = np.empty((B, dk), dOh.dtype)
     for i in range(lo, hi + 1):
         mi = T[i]
         ak = mi[dk * dk:]
+        g = dOh[i]
         for b in range(B):
             rb = R[i, b]
+            ab = acc[b]
             for a in range(dk):
-                acc[a] = -rb * ak[a]
-            for c in range(dk):
-                g = dOh[i, b, c]
-                mc = mi[c * dk:(c + 1) * dk]
+                ab[a] = -rb * ak[a]
+        for c in range(dk):
+            mc = mi[c * dk:(c + 1) * dk]
+            for b in range(B):
+                gc = g[b, c]
+                ab = acc[b]
                 for a in range(dk):
-                    acc[a] += mc[a] * g
-            q = dQ[i, b]
+                    ab[a] += mc[a] * gc
+        q = dQ[i]
+        for b in range(B):
+            qb = q[b]
+            ab = acc[b]
             for a in range(dk):
-                q[a] += scale * acc[a]
+                qb[a] += scale * ab[a]
     return 0
 
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import _kernels
-from ._threads import serial_blas
+from ._threads import n_threads, run_split, serial_blas
 from ._validate import checked_attn, checked_cfg, checked_tokens
 from .config import DTYPES, StackConfig
 from .params import Params
@@ -111,6 +111,29 @@ def _prescribed_or_dummy(cfg: StackConfig, attn, n: int) -> np.ndarray:
     return np.zeros((1, 1, 1, 1))
 
 
+# From this many tokens on, one forward pass runs the heads of each layer on threads: a
+# layer's heads are independent, and at n = 256 (the small benchmark) they are about half
+# of the pass; below, the three kernel calls and a thread hand-off per layer cost more
+# than they save.
+THREADED_FORWARD_MIN_N = 128
+
+
+def _forward_heads_threaded(p, s, X, A_in, cos_t, sin_t, slopes, iflags, fvals) -> int:
+    """``_kernels.forward`` layer by layer, heads on threads (the same kernels: same bits)."""
+    WQ, WK, WV, WO, g1, g2, W1, b1, W2, b2, g3 = p.arrays()
+    L, H, _, dk = WQ.shape
+    s.hidden[0] = X
+    qkv = np.empty((X.shape[0], 3 * H * dk))
+    with serial_blas():
+        for l in range(L):
+            _kernels.attn_in(WQ, WK, WV, g1, l, iflags, fvals, s.hidden, s.xh1, s.r1, s.U1, qkv)
+            run_split(_kernels.heads_forward, H, l, qkv, A_in, cos_t, sin_t, slopes, iflags,
+                      fvals, s.Qr, s.Kr, s.Val, s.A, s.Oh)
+            _kernels.layer_out(WO, g2, W1, b1, W2, b2, l, iflags, fvals, s.hidden, s.Oh, s.Z,
+                               s.xh2, s.r2, s.U2, s.Hpre, s.Hact)
+        return int(_kernels.forward_end(g3, iflags, fvals, s.hidden, s.xh3, s.r3, s.out))
+
+
 def run_forward(cfg: StackConfig, params, X, attn=None) -> tuple[Params, _Saved]:
     """Validated forward pass that keeps every intermediate (used by forward and vjp)."""
     cfg = checked_cfg(cfg)
@@ -122,9 +145,12 @@ def run_forward(cfg: StackConfig, params, X, attn=None) -> tuple[Params, _Saved]
     iflags, fvals = cfg.kernel_flags()
     s = _Saved(**{k: (np.zeros if k in _MLP_SAVED else np.empty)(sh)
                   for k, sh in saved_shapes(cfg, n).items()}, out=np.empty((n, d)))
-    with serial_blas():
-        status = _kernels.forward(*p.arrays(), stack_input(cfg, X), A_in, cos_t, sin_t,
-                                  alibi_slopes(cfg.n_heads), iflags, fvals, *s.arrays(), s.out)
+    args = (stack_input(cfg, X), A_in, cos_t, sin_t, alibi_slopes(cfg.n_heads), iflags, fvals)
+    if cfg.n_heads > 1 and n >= THREADED_FORWARD_MIN_N and n_threads() > 1:
+        status = _forward_heads_threaded(p, s, *args)
+    else:
+        with serial_blas():
+            status = _kernels.forward(*p.arrays(), *args, *s.arrays(), s.out)
     if status != 0:
         raise FloatingPointError(
             f"forward: the output overflowed to inf/NaN in dtype={cfg.dtype!r} "
