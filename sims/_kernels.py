@@ -984,7 +984,7 @@ def _values_bwd(A, dOh, lo, hi, mask, window, dVc):
     n = A.shape[0]
     B, dk = dOh.shape[1], dOh.shape[2]
     dV2 = dVc.reshape((n, B * dk))
-    QB = 128
+    QB = 64  # 128 computes more of the masked triangle (small benchmark chunk: 4 % slower)
     for i0 in range(lo, hi + 1, QB):
         i1 = min(hi + 1, i0 + QB)
         j0, _ = _key_range(i0, n, mask, window)
@@ -1063,13 +1063,19 @@ def backward(WQ, WK, WV, WO, g1, g2, W1, b1, W2, b2, g3, cos_t, sin_t, iflags, f
         m = hi - lo + 1
         # ---- MLP block: V' = Z + bs * psi(N2(Z)) ----
         if mlp:
-            dM = _rows2d(dV, lo, hi).copy()
-            dM *= bs  # in place: keeps the dtype (a float64 scalar would widen a float32 array)
+            # dM = bs dV: formed for the parameter cotangents; otherwise bs rides on the
+            # product (alpha), which saves a copy of the active rows
+            dM = _rows2d(dV, lo, hi)
+            alpha = bs
+            if want_params:
+                dM = dM.copy()
+                dM *= bs  # in place: keeps the dtype (a float64 scalar would widen float32)
+                alpha = 1.0
             for t0 in range(lo, hi + 1, TB):  # token blocks: dH of a block stays in cache
                 t1 = min(hi + 1, t0 + TB)
                 q0, q1 = (t0 - lo) * B, (t1 - lo) * B
                 dH = dHp[:q1 - q0]
-                np.dot(dM[q0:q1], W2[l].T, dH)
+                _gemm(False, True, alpha, dM[q0:q1], W2[l], 0.0, dH)
                 for i in range(t0, t1):
                     _act_grad_row(Hpre[l, i], Hact[l, i], act, gact)
                     for b in range(B):
