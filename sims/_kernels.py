@@ -454,6 +454,15 @@ def _key_range(i, n, mask, window):
 
 
 @njit(error_model="numpy", cache=True)
+def _block_keys(i0, i1, n, mask, window):
+    """[j0, j1]: the keys that some query of the block i0..i1-1 sees (the masks' visible
+    ranges move right with the query: the first query's start, the last one's end)."""
+    j0, _ = _key_range(i0, n, mask, window)
+    _, j1 = _key_range(i1 - 1, n, mask, window)
+    return j0, j1
+
+
+@njit(error_model="numpy", cache=True)
 def _rotate(M, cos_t, sin_t, sign, code, out):
     """Rotate pair m of row i by sign * i * theta_m (pairs (2m, 2m+1)); out may alias M."""
     n = M.shape[0]
@@ -499,8 +508,7 @@ def _softmax_head(Qr, Kr, slope, iflags, fvals, code, A):
     work = np.empty(n, Qr.dtype)
     for i0 in range(0, n, QB):
         i1 = min(n, i0 + QB)
-        j0, _ = _key_range(i0, n, mask, window)
-        _, j1 = _key_range(i1 - 1, n, mask, window)
+        j0, j1 = _block_keys(i0, i1, n, mask, window)
         S = np.dot(Qr[i0:i1], Kr[j0:j1 + 1].T)
         for i in range(i0, i1):
             row = S[i - i0]
@@ -638,8 +646,7 @@ def _head_forward(l, h, qkv, A_in, cos_t, sin_t, slopes, iflags, fvals, Qr, Kr, 
     mask, window = iflags[3], iflags[4]
     for i0 in range(0, n, 128):
         i1 = min(n, i0 + 128)
-        j0, _ = _key_range(i0, n, mask, window)
-        _, j1 = _key_range(i1 - 1, n, mask, window)
+        j0, j1 = _block_keys(i0, i1, n, mask, window)
         _gemm(False, False, 1.0, A[l, h, i0:i1, j0:j1 + 1], v[j0:j1 + 1], 0.0, Oh[l, h, i0:i1])
     return 0
 
@@ -803,8 +810,7 @@ def _attn_live_bwd(Qr, Kr, Vc, A, Oh, dOh, scale, mask, window, lo, hi, T, have_
     for i0 in range(lo, hi + 1, QB):
         i1 = min(hi + 1, i0 + QB)
         mq = i1 - i0
-        j0, _ = _key_range(i0, n, mask, window)
-        _, jend = _key_range(i1 - 1, n, mask, window)
+        j0, jend = _block_keys(i0, i1, n, mask, window)
         dO2 = dOh[i0:i1].reshape((mq * B, dk))
         for k0 in range(j0, jend + 1, KB):
             k1 = min(jend + 1, k0 + KB)
@@ -834,13 +840,22 @@ def _attn_live_bwd(Qr, Kr, Vc, A, Oh, dOh, scale, mask, window, lo, hi, T, have_
 
 
 @njit(error_model="numpy", cache=True)
+def _sink_scaled(Val, c0):
+    """A copy of a head's values with row 0 scaled by the sink value scale c0 (MODEL.md
+    step 5: the values the forward pass multiplied by A)."""
+    vc = Val.copy()
+    for a in range(vc.shape[1]):
+        vc[0, a] *= c0
+    return vc
+
+
+@njit(error_model="numpy", cache=True)
 def _m_rows(Kr, Vc, A, mask, window, lo, hi, T):
     """T[i] = [M_i | (A Kr)_i] = A_i P for query rows i = lo..hi (see _attn_live_bwd), with
     P[j] = [Vc_j (x) Kr_j (c-major), Kr_j], in query blocks that meet only the keys they see."""
     n, dk = Kr.shape
     W = dk * dk + dk
-    _, jtop = _key_range(hi, n, mask, window)
-    jbot, _ = _key_range(lo, n, mask, window)
+    jbot, jtop = _block_keys(lo, hi + 1, n, mask, window)
     P = np.empty((n, W), Kr.dtype)
     for j in range(jbot, jtop + 1):
         for c in range(dk):
@@ -851,8 +866,7 @@ def _m_rows(Kr, Vc, A, mask, window, lo, hi, T):
     MB = 128
     for i0 in range(lo, hi + 1, MB):
         i1 = min(hi + 1, i0 + MB)
-        j0, _ = _key_range(i0, n, mask, window)
-        _, j1 = _key_range(i1 - 1, n, mask, window)
+        j0, j1 = _block_keys(i0, i1, n, mask, window)
         _gemm(False, False, 1.0, A[i0:i1, j0:j1 + 1], P[j0:j1 + 1], 0.0, T[i0:i1])
     return 0
 
@@ -950,22 +964,42 @@ def use_m_tables(B, n, L, H, dk, live, itemsize):
     return live and B > dk and L * H * n * (dk * dk + dk) * itemsize <= M_TABLE_BYTES
 
 
+@njit(error_model="numpy", cache=True)
+def _has_tables(T, L, dk):
+    """Whether T holds M tables for L layers of heads of width dk (not the placeholder)."""
+    return T.shape[0] == L and T.shape[3] == dk * dk + dk  # the placeholder has width 1
+
+
+@njit(error_model="numpy", cache=True)
+def m_table_buffer(dOut, L, H, dk, iflags, frozen):
+    """(T, spans) for a reverse pass of the cotangents dOut (n, B, d): when it uses M tables
+    (:func:`use_m_tables`), an unfilled (L, H, n, d_k^2 + d_k) array and the layers' query
+    spans (:func:`query_spans`) for :func:`m_tables`; otherwise a (1, 1, 1, 1) placeholder,
+    which m_tables leaves alone and :func:`backward` reads as "no tables"."""
+    n, B = dOut.shape[0], dOut.shape[1]
+    if use_m_tables(B, n, L, H, dk, iflags[5] == 0 and not frozen, dOut.itemsize):
+        return (np.empty((L, H, n, dk * dk + dk), dOut.dtype),
+                query_spans(dOut, L, iflags[3], iflags[4]))
+    return np.zeros((1, 1, 1, 1), dOut.dtype), np.zeros((L, 2), np.int64)
+
+
 @njit(error_model="numpy", cache=True, nogil=True)
 def m_tables(Kr, Val, A, iflags, fvals, spans, T, t0, t1):
     """T[l, h] (n, d_k^2 + d_k): the rows of :func:`_m_rows` for the query span of layer l
     (``spans``, :func:`query_spans`; other rows are left unset), for the heads t = t0..t1-1
-    in the order t = l H + h. Values as the reverse pass would compute them itself."""
-    H = Kr.shape[1]
+    in the order t = l H + h. Values as the reverse pass would compute them itself; nothing
+    to do for the placeholder of :func:`m_table_buffer`."""
+    L, H, _, dk = Kr.shape
+    if not _has_tables(T, L, dk):
+        return 0
     mask, window = iflags[3], iflags[4]
     c0 = fvals[2]
     for t in range(t0, t1):
         l, h = t // H, t % H
         if spans[l, 1] < 0:
             continue
-        vc = Val[l, h].copy()
-        for a in range(vc.shape[1]):
-            vc[0, a] *= c0  # the sink value scale, as in the forward pass
-        _m_rows(Kr[l, h], vc, A[l, h], mask, window, spans[l, 0], spans[l, 1], T[l, h])
+        _m_rows(Kr[l, h], _sink_scaled(Val[l, h], c0), A[l, h], mask, window, spans[l, 0],
+                spans[l, 1], T[l, h])
     return 0
 
 
@@ -987,8 +1021,7 @@ def _values_bwd(A, dOh, lo, hi, mask, window, dVc):
     QB = 64  # 128 computes more of the masked triangle (small benchmark chunk: 4 % slower)
     for i0 in range(lo, hi + 1, QB):
         i1 = min(hi + 1, i0 + QB)
-        j0, _ = _key_range(i0, n, mask, window)
-        _, j1 = _key_range(i1 - 1, n, mask, window)
+        j0, j1 = _block_keys(i0, i1, n, mask, window)
         j1 += 1
         _gemm(True, False, 1.0, A[i0:i1, j0:j1], dOh[i0:i1].reshape((i1 - i0, B * dk)), 1.0,
               dV2[j0:j1])
@@ -1039,7 +1072,7 @@ def backward(WQ, WK, WV, WO, g1, g2, W1, b1, W2, b2, g3, cos_t, sin_t, iflags, f
     live = attention == 0 and not frozen
 
     lo, hi = _active_rows(dOut)
-    have_T = T.shape[0] == L and T.shape[3] == dk * dk + dk  # the placeholder has width 1
+    have_T = _has_tables(T, L, dk)
     if hi < 0:
         return 0  # zero cotangent: dX stays zero
     # work arrays, reused: rows outside the active range are never read
@@ -1128,10 +1161,7 @@ def backward(WQ, WK, WV, WO, g1, g2, W1, b1, W2, b2, g3, cos_t, sin_t, iflags, f
             if live:
                 dQ[klo:khi + 1] = 0.0
                 dKb[:, klo:khi + 1] = 0.0
-                vc = Val[l, h].copy()
-                for a in range(dk):
-                    vc[0, a] *= c0
-                _attn_live_bwd(Qr[l, h], Kr[l, h], vc, A[l, h], Oh[l, h], dOh, scale, mask,
+                _attn_live_bwd(Qr[l, h], Kr[l, h], _sink_scaled(Val[l, h], c0), A[l, h], Oh[l, h], dOh, scale, mask,
                                window, lo, hi, T[l, h] if have_T else T[0, 0], have_T, dQ, dKb)
                 for i in range(klo, khi + 1):
                     for b in range(B):
@@ -1231,11 +1261,8 @@ def jacobian_many(WQ, WK, WV, WO, g1, g2, W1, b1, W2, b2, g3, X, A_in, cos_t, si
         for b in range(d):
             C[n - 1, b, b] = 1.0
         # the M tables and chunks of sims/jacobian.py's Jacobian, so that the bits agree
-        T = np.zeros((1, 1, 1, 1))
-        if use_m_tables(d, n, L, H, dk, iflags[5] == 0 and not frozen, 8):
-            T = np.empty((L, H, n, dk * dk + dk))
-            m_tables(Kr, Val, A, iflags, fvals, query_spans(C, L, iflags[3], iflags[4]), T,
-                     0, L * H)
+        T, spans = m_table_buffer(C, L, H, dk, iflags, frozen)
+        m_tables(Kr, Val, A, iflags, fvals, spans, T, 0, L * H)
         for c in range(n_chunks(d)):
             _backward_chunk(WQ[s], WK[s], WV[s], WO[s], g1[s], g2[s], W1[s], b1[s], W2[s], b2[s],
                             g3[s], cos_t, sin_t, iflags, fvals, hidden, xh1, r1, U1, Qr, Kr, Val,

@@ -44,15 +44,11 @@ def _require_float64(cfg, what):
             "rounded forward pass are zero almost everywhere; differentiate the float64 model)")
 
 
-def _m_tables(cfg, s, cot3, frozen, iflags, fvals):
+def _m_tables(s, cot3, frozen, iflags, fvals):
     """The M tables (``_kernels.m_tables``) that every chunk of cotangents reads for dQ,
     computed once, heads in parallel; a placeholder when the reverse pass goes without."""
-    L, H, n, dk = s.Qr.shape
-    live = cfg.attention == "softmax" and not frozen
-    if not _kernels.use_m_tables(cot3.shape[1], n, L, H, dk, live, 8):
-        return np.zeros((1, 1, 1, 1))
-    spans = _kernels.query_spans(cot3, L, iflags[3], iflags[4])
-    T = np.empty((L, H, n, dk * dk + dk))
+    L, H, _, dk = s.Qr.shape
+    T, spans = _kernels.m_table_buffer(cot3, L, H, dk, iflags, bool(frozen))
     run_split(_kernels.m_tables, L * H, s.Kr, s.Val, s.A, iflags, fvals, spans, T)
     return T
 
@@ -64,7 +60,7 @@ def _backward(cfg, p, s, cot3, frozen, want_params):
     iflags, fvals = cfg.kernel_flags()
     dX = np.zeros_like(cot3)
     if not want_params:  # chunks of cotangents in parallel (bits independent of the threads)
-        T = _m_tables(cfg, s, cot3, frozen, iflags, fvals)
+        T = _m_tables(s, cot3, frozen, iflags, fvals)
         run_split(_kernels.backward_chunks, int(_kernels.n_chunks(cot3.shape[1])), *p.arrays(),
                   cos_t, sin_t, iflags, fvals, *s.arrays(), cot3, bool(frozen), T, dX)
         return dX, None

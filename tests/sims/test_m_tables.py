@@ -68,7 +68,7 @@ def test_tables_give_what_ds_k_gives(mask):
     none = np.zeros((1, 1, 1, 1))
     ref, s, C = _chunks(cfg, p, X, none)
     iflags, fvals = cfg.kernel_flags()
-    T = _m_tables(cfg, s, C, False, iflags, fvals)
+    T = _m_tables(s, C, False, iflags, fvals)
     assert T.shape == (cfg.n_layers, cfg.n_heads, X.shape[0], 24 * 24 + 24)
     got, _, _ = _chunks(cfg, p, X, T)
     assert not np.array_equal(got, ref)  # really another path
